@@ -1,0 +1,3 @@
+from dynatss.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""`dynatss` command line: one sub-command module per area, errors printed on one line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from dynatss.errors import DynatssError
+
+# Each module exposes register(subparsers) and sets `func` on its parsers.
+_COMMAND_MODULES = ("dynatss.cli.train_cmd", "dynatss.cli.data_cmd", "dynatss.cli.tools_cmd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dynatss", description="One-stage detectors with dynamic label assignment (Dynamic ATSS)."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name == name:  # an area not built yet
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except DynatssError as error:
+        print(f"dynatss {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dynatss {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,266 @@
+"""Typed configuration: nested dataclasses, YAML files, dotted command-line overrides.
+
+One config system for the whole toolkit. Defaults are the paper's (ATSS / Dynamic ATSS, R50, 1x);
+a YAML file overrides them, and ``key.sub=value`` strings override the file. Unknown keys are
+rejected with a "did you mean" suggestion, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from dynatss.errors import DynatssError
+
+
+@dataclass
+class ModelConfig:
+    """Backbone + FPN + shared ATSS head (paper Fig. 1)."""
+
+    backbone: Literal[
+        "resnet18", "resnet34", "resnet50", "resnet101", "resnext101_32x8d", "mobilenet_v2"
+    ] = "resnet50"
+    # "imagenet": torchvision's weight enum (torch hub cache); a path: a local state dict file;
+    # null: random initialisation.
+    pretrained: str | None = "imagenet"
+    # Stem + first stage frozen, BatchNorm frozen: the usual detection fine-tuning set-up.
+    frozen_stages: int = 1
+    frozen_batchnorm: bool = True
+    fpn_channels: int = 256
+    # Pyramid levels P3..P7 as ATSS; P6/P7 are computed from P5.
+    min_level: int = 3
+    max_level: int = 7
+    head_convs: int = 4
+    head_channels: int = 256
+    num_classes: int = 80
+    # One square anchor per location of size 8 x stride (ATSS).
+    anchor_scales: list[float] = field(default_factory=lambda: [8.0])
+    anchor_ratios: list[float] = field(default_factory=lambda: [1.0])
+    # "centerness" (ATSS) or "iou" (the paper: predicts the PIoU of the decoded box).
+    quality: Literal["centerness", "iou"] = "iou"
+    prior_prob: float = 0.01
+    box_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])
+
+
+@dataclass
+class AssignConfig:
+    """Label assignment (paper Sec. III.B, Tables II-III)."""
+
+    # "atss": anchor IoUs only; "dynamic": combined IoUs (PIoU + AIoU); "piou": predicted IoUs only.
+    mode: Literal["atss", "dynamic", "piou"] = "dynamic"
+    topk: int = 9
+    pred_weight: float = 1.0
+    anchor_weight: float = 1.0
+    # Table III schedules: "up" multiplies the PIoU weight by iter/max_iter,
+    # "down" multiplies the AIoU weight by 1 - iter/max_iter.
+    pred_schedule: Literal["constant", "up"] = "constant"
+    anchor_schedule: Literal["constant", "down"] = "constant"
+    # Anchors lying mostly inside a crowd / difficult box are ignored in the classification loss.
+    ignore_iof: float = 0.5
+
+
+@dataclass
+class LossConfig:
+    """Classification, box and quality losses (paper Sec. III.C)."""
+
+    classification: Literal["focal", "qfl", "vfl"] = "qfl"
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    qfl_beta: float = 2.0
+    vfl_alpha: float = 0.75
+    vfl_gamma: float = 2.0
+    box_weight: float = 2.0
+    quality_weight: float = 1.0
+
+
+@dataclass
+class InferenceConfig:
+    score_threshold: float = 0.05
+    pre_nms_topk: int = 1000
+    nms_threshold: float = 0.6
+    max_detections: int = 100
+
+
+@dataclass
+class DataConfig:
+    # "coco", "voc", "yolo" or "synthetic"; root is the dataset folder (ignored for synthetic).
+    format: Literal["coco", "voc", "yolo", "synthetic"] = "coco"
+    root: str = "data/coco"
+    train_split: str = "train2017"
+    val_split: str = "val2017"
+    # Resize keeping aspect ratio: shorter side drawn from min_sizes per image, longer <= max_size.
+    min_sizes: list[int] = field(default_factory=lambda: [800])
+    max_size: int = 1333
+    test_min_size: int = 800
+    hflip_prob: float = 0.5
+    color_jitter: bool = False
+    size_divisibility: int = 128
+    group_by_aspect_ratio: bool = True
+    num_workers: int = 2
+    # Synthetic data (the demo): number of images per split and generator seed.
+    synthetic_train_images: int = 256
+    synthetic_val_images: int = 64
+    synthetic_image_size: int = 320
+    synthetic_seed: int = 0
+
+
+@dataclass
+class SolverConfig:
+    """SGD schedule; the defaults are the paper's 1x: 90k iterations, batch 16, lr 0.01."""
+
+    max_iter: int = 90_000
+    batch_size: int = 16  # total over all processes
+    base_lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: Literal["step", "cosine"] = "step"
+    steps: list[int] = field(default_factory=lambda: [60_000, 80_000])
+    gamma: float = 0.1
+    warmup_iters: int = 500
+    warmup_factor: float = 1.0 / 3.0
+    clip_grad_norm: float | None = None
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    ema_decay: float | None = None
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/default"
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu", "cuda"
+    log_period: int = 20
+    eval_period: int = 5000
+    checkpoint_period: int = 5000
+    keep_last: int = 3
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    assign: AssignConfig = field(default_factory=AssignConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def _suggest(key: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(key, choices, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check ``value`` against a dataclass field annotation; convert ints to floats etc."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin is Literal:
+        if value not in args:
+            raise DynatssError(f"{where}: {value!r} is not one of {list(args)}")
+        return value
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except DynatssError as error:
+                errors.append(str(error))
+        raise DynatssError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise DynatssError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DynatssError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise DynatssError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise DynatssError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if annotation is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise DynatssError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    raise TypeError(f"unsupported annotation {annotation!r}")
+
+
+def _merge(instance: Any, updates: dict[str, Any], where: str) -> None:
+    hints = typing.get_type_hints(type(instance))
+    names = [f.name for f in dataclasses.fields(instance)]
+    for key, value in updates.items():
+        path = f"{where}.{key}" if where else key
+        if key not in names:
+            raise DynatssError(f"unknown config key '{path}'{_suggest(key, names)}")
+        current = getattr(instance, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise DynatssError(f"{path}: expected a mapping, got {value!r}")
+            _merge(current, value, path)
+        else:
+            setattr(instance, key, _coerce(value, hints[key], path))
+
+
+def _parse_override(text: str) -> dict[str, Any]:
+    if "=" not in text:
+        raise DynatssError(f"override '{text}' must look like key.sub=value")
+    dotted, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    nested: dict[str, Any] = {}
+    node = nested
+    keys = dotted.strip().split(".")
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = value
+    return nested
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, then the YAML file at ``path``, then ``key.sub=value`` overrides."""
+    config = Config()
+    if path is not None:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise DynatssError(f"{path}: config file not found") from None
+        except yaml.YAMLError as error:
+            raise DynatssError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from None
+        if not isinstance(data, dict):
+            raise DynatssError(f"{path}: expected a mapping at the top level")
+        try:
+            _merge(config, data, "")
+        except DynatssError as error:
+            raise DynatssError(f"{path}: {error}") from None
+    for text in overrides:
+        _merge(config, _parse_override(text), "")
+    return config
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (saved beside every run)."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
