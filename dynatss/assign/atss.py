@@ -1,0 +1,169 @@
+"""ATSS and Dynamic ATSS label assignment, batched over images (paper Sec. III.A-B, Fig. 1).
+
+For every ground-truth box (GT):
+  1. candidates: per pyramid level, the k anchors whose centres are nearest to the GT centre;
+  2. IoUs of the candidates: AIoU (anchor vs GT) and, for Dynamic ATSS, PIoU (predicted box vs GT);
+     combined IoU = w_p * PIoU + w_a * AIoU (plain ATSS: AIoU alone);
+  3. adaptive threshold: w_p * mean(PIoU) + w_a * mean(AIoU) + w_p * std(PIoU) + w_a * std(AIoU),
+     i.e. the combined mean plus the combined std (unbiased std, as the official code);
+  4. positives: candidates whose combined IoU is at or above the threshold and whose anchor centre
+     lies inside the GT;
+  5. conflicts: an anchor claimed by several GTs goes to the GT with the highest combined IoU
+     (ties to the lower GT index).
+GTs are padded per image with a validity mask; nothing loops over images or boxes, and memory
+grows with the number of candidates (G x K), never with anchors x GTs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from dynatss.assign.candidates import select_candidates
+from dynatss.boxes import elementwise_box_iou
+
+# Official ATSS: an anchor centre is inside a GT when its distance to every side exceeds this (px).
+CENTER_INSIDE_EPS = 0.01
+
+
+@dataclass
+class Assignment:
+    """Result of :func:`atss_assign` for B images, A anchors, G (padded) GTs.
+
+    gt_index:    [B, A] int64, index of the assigned GT, -1 for background
+    anchor_ious: [B, A] AIoU of each positive with its GT, 0 for background
+    pred_ious:   [B, A] PIoU of each positive with its GT, 0 for background (and in plain ATSS)
+    threshold:   [B, G] the adaptive IoU threshold of each GT (0 for padding)
+    """
+
+    gt_index: Tensor
+    anchor_ious: Tensor
+    pred_ious: Tensor
+    threshold: Tensor
+
+    @property
+    def positive(self) -> Tensor:
+        """[B, A] bool."""
+        return self.gt_index >= 0
+
+
+def candidate_ious(
+    anchors: Tensor, pred_boxes: Tensor | None, gt_boxes: Tensor, candidates: Tensor
+) -> tuple[Tensor, Tensor]:
+    """AIoU and PIoU of each candidate with its GT: [B, G, K] each (PIoU 0 without predictions)."""
+    gt = gt_boxes.unsqueeze(2)  # [B, G, 1, 4]
+    anchor_ious = elementwise_box_iou(anchors[candidates], gt)  # [B, G, K]
+    if pred_boxes is None:
+        return anchor_ious, torch.zeros_like(anchor_ious)
+    batch_index = torch.arange(candidates.shape[0], device=candidates.device).view(-1, 1, 1)
+    pred_ious = elementwise_box_iou(pred_boxes[batch_index, candidates], gt)  # [B, G, K]
+    return anchor_ious, pred_ious
+
+
+def _mean_plus_std(values: Tensor) -> Tensor:
+    """[B, G, K] -> [B, G]: mean + unbiased std over the candidates (std 0 for one candidate)."""
+    if values.shape[-1] < 2 or values.numel() == 0:
+        return values.mean(dim=-1).nan_to_num(0.0)
+    std = values.std(dim=-1)
+    return values.mean(dim=-1) + std
+
+
+def adaptive_threshold(
+    anchor_ious: Tensor, pred_ious: Tensor, pred_weight: float, anchor_weight: float
+) -> Tensor:
+    """Combined threshold [B, G]: the weighted sum of each IoU's mean + std (paper Fig. 1)."""
+    threshold = anchor_weight * _mean_plus_std(anchor_ious)
+    if pred_weight != 0:
+        threshold = threshold + pred_weight * _mean_plus_std(pred_ious)
+    return threshold
+
+
+def centers_inside(anchors: Tensor, gt_boxes: Tensor, candidates: Tensor) -> Tensor:
+    """[B, G, K] bool: the candidate anchor's centre lies strictly inside its GT."""
+    centers = (anchors[candidates, :2] + anchors[candidates, 2:]) / 2  # [B, G, K, 2]
+    gt = gt_boxes.unsqueeze(2)  # [B, G, 1, 4]
+    distances = torch.cat([centers - gt[..., :2], gt[..., 2:] - centers], dim=-1)  # [B, G, K, 4]
+    return distances.amin(dim=-1) > CENTER_INSIDE_EPS
+
+
+def resolve_conflicts(
+    candidates: Tensor, is_positive: Tensor, combined_ious: Tensor, num_anchors: int
+) -> Tensor:
+    """Give each anchor to the GT with the highest combined IoU among those claiming it.
+
+    candidates, is_positive, combined_ious: [B, G, K]. Returns gt_index [B, A] (-1 = background);
+    ties go to the lower GT index so that the result does not depend on the device.
+    """
+    batch, num_gts, _ = candidates.shape
+    device = candidates.device
+    claims = combined_ious.masked_fill(~is_positive, float("-inf")).flatten(1)  # [B, G*K]
+    flat_candidates = candidates.flatten(1)  # [B, G*K]
+    best = torch.full((batch, num_anchors), float("-inf"), device=device, dtype=claims.dtype)
+    best = best.scatter_reduce(1, flat_candidates, claims, reduce="amax")  # [B, A]
+    gt_of_claim = torch.arange(num_gts, device=device).view(1, -1, 1).expand_as(candidates).flatten(1)
+    wins = is_positive.flatten(1) & (claims == best.gather(1, flat_candidates))  # [B, G*K]
+    no_winner = torch.full((batch, num_anchors), num_gts, device=device, dtype=torch.long)
+    winner = no_winner.scatter_reduce(
+        1, flat_candidates, gt_of_claim.masked_fill(~wins, num_gts), reduce="amin"
+    )  # [B, A]
+    return winner.masked_fill(winner == num_gts, -1)
+
+
+def _scatter_to_anchors(
+    values: Tensor, candidates: Tensor, won: Tensor, num_anchors: int
+) -> Tensor:
+    """Place each winning candidate's value [B, G, K] at its anchor: [B, A] (0 elsewhere)."""
+    out = torch.zeros(values.shape[0], num_anchors, device=values.device, dtype=values.dtype)
+    return out.scatter_add(1, candidates.flatten(1), (values * won).flatten(1))
+
+
+def atss_assign(
+    anchors: Tensor,
+    num_anchors_per_level: list[int],
+    gt_boxes: Tensor,
+    gt_valid: Tensor,
+    pred_boxes: Tensor | None = None,
+    *,
+    topk: int = 9,
+    pred_weight: float = 1.0,
+    anchor_weight: float = 1.0,
+) -> Assignment:
+    """ATSS (``pred_boxes`` None) or Dynamic ATSS label assignment for a batch.
+
+    anchors: [A, 4] xyxy, the same for every image; num_anchors_per_level: L ints summing to A;
+    gt_boxes: [B, G, 4] xyxy; gt_valid: [B, G] bool (False = padding); pred_boxes: [B, A, 4]
+    boxes decoded from the detached regression output. ``pred_weight`` and ``anchor_weight`` are
+    the w_p and w_a of the combined IoU (Table III); anchor_weight=0 gives "PIoU only" (Table II).
+    """
+    num_anchors = anchors.shape[0]
+    assert anchors.shape == (num_anchors, 4), anchors.shape
+    assert sum(num_anchors_per_level) == num_anchors, (num_anchors_per_level, num_anchors)
+    assert gt_boxes.dim() == 3 and gt_boxes.shape[-1] == 4, gt_boxes.shape
+    assert gt_valid.shape == gt_boxes.shape[:2], (gt_valid.shape, gt_boxes.shape)
+    if pred_boxes is not None:
+        assert pred_boxes.shape == (gt_boxes.shape[0], num_anchors, 4), pred_boxes.shape
+        pred_boxes = pred_boxes.detach()
+    else:
+        pred_weight = 0.0
+
+    candidates = select_candidates(anchors, num_anchors_per_level, gt_boxes, topk)  # [B, G, K]
+    anchor_ious, pred_ious = candidate_ious(anchors, pred_boxes, gt_boxes, candidates)
+    combined_ious = pred_weight * pred_ious + anchor_weight * anchor_ious  # [B, G, K]
+    threshold = adaptive_threshold(anchor_ious, pred_ious, pred_weight, anchor_weight)  # [B, G]
+    is_positive = (
+        (combined_ious >= threshold.unsqueeze(-1))
+        & centers_inside(anchors, gt_boxes, candidates)
+        & gt_valid.unsqueeze(-1)
+    )  # [B, G, K]
+    gt_index = resolve_conflicts(candidates, is_positive, combined_ious, num_anchors)  # [B, A]
+
+    gt_ids = torch.arange(gt_boxes.shape[1], device=gt_boxes.device).view(1, -1, 1)
+    won = is_positive & (gt_index.gather(1, candidates.flatten(1)).view_as(candidates) == gt_ids)
+    return Assignment(
+        gt_index=gt_index,
+        anchor_ious=_scatter_to_anchors(anchor_ious, candidates, won, num_anchors),
+        pred_ious=_scatter_to_anchors(pred_ious, candidates, won, num_anchors),
+        threshold=threshold.masked_fill(~gt_valid, 0.0),
+    )

@@ -1,0 +1,220 @@
+"""The batched (Dynamic) ATSS assigner against a slow reference, hand-built cases and properties."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dynatss.assign import atss_assign
+from dynatss.assign.atss import adaptive_threshold
+from dynatss.assign.candidates import infer_level_grid, select_candidates
+from tests.assign.grids import make_anchors
+from tests.assign.reference import reference_assign
+
+
+def _random_boxes(generator, count, height, width, kind):
+    """GT boxes of several kinds: ordinary, tiny (< finest stride), crossing the border, zero-size."""
+    cx = torch.rand(count, generator=generator, dtype=torch.float64) * width
+    cy = torch.rand(count, generator=generator, dtype=torch.float64) * height
+    if kind == "tiny":
+        w = torch.rand(count, generator=generator, dtype=torch.float64) * 6
+        h = torch.rand(count, generator=generator, dtype=torch.float64) * 6
+    else:
+        w = torch.rand(count, generator=generator, dtype=torch.float64) * width * 0.9 + 1
+        h = torch.rand(count, generator=generator, dtype=torch.float64) * height * 0.9 + 1
+    if kind == "border":  # centres near or beyond the image edge
+        cx = cx * 1.4 - 0.2 * width
+        cy = cy * 1.4 - 0.2 * height
+    if kind == "degenerate":
+        w = w * (torch.rand(count, generator=generator) < 0.5)
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+
+
+@st.composite
+def scenarios(draw):
+    height = draw(st.integers(16, 160))
+    width = draw(st.integers(16, 160))
+    strides = draw(st.sampled_from([(8,), (8, 16), (8, 16, 32), (16, 32, 64, 128)]))
+    scales = draw(st.sampled_from([(8.0,), (4.0, 8.0), (4.0, 6.0, 8.0)]))
+    batch = draw(st.integers(1, 3))
+    max_gts = draw(st.integers(0, 12))
+    kind = draw(st.sampled_from(["normal", "tiny", "border", "degenerate", "mixed"]))
+    topk = draw(st.sampled_from([1, 3, 9]))
+    mode = draw(st.sampled_from(["atss", "dynamic", "piou", "weighted"]))
+    seed = draw(st.integers(0, 2**31 - 1))
+    duplicates = draw(st.booleans())
+    return height, width, strides, scales, batch, max_gts, kind, topk, mode, seed, duplicates
+
+
+def _build(height, width, strides, scales, batch, max_gts, kind, seed, duplicates):
+    generator = torch.Generator().manual_seed(seed)
+    anchors, counts = make_anchors(height, width, strides, scales)
+    kinds = ["normal", "tiny", "border", "degenerate"] if kind == "mixed" else [kind]
+    gt_boxes = torch.cat(
+        [_random_boxes(generator, batch * max_gts, height, width, k) for k in kinds]
+    ).view(len(kinds), batch, max_gts, 4)
+    gt_boxes = gt_boxes.transpose(0, 1).reshape(batch, len(kinds) * max_gts, 4)
+    if duplicates and gt_boxes.shape[1] > 1:
+        gt_boxes[:, -1] = gt_boxes[:, 0]
+    gt_valid = torch.rand(gt_boxes.shape[:2], generator=generator) < 0.8
+    # Predicted boxes: anchors moved and resized at random, so PIoUs cover 0..1.
+    jitter = torch.randn(batch, len(anchors), 4, generator=generator, dtype=torch.float64) * 6
+    pred_boxes = anchors.unsqueeze(0) * 0.7 + jitter
+    pred_boxes = torch.cat([pred_boxes[..., :2].minimum(pred_boxes[..., 2:]),
+                            pred_boxes[..., :2].maximum(pred_boxes[..., 2:]) + 1], dim=-1)
+    return anchors, counts, gt_boxes, gt_valid, pred_boxes
+
+
+_WEIGHTS = {"atss": (None, 1.0), "dynamic": (1.0, 1.0), "piou": (1.0, 0.0), "weighted": (1.5, 0.5)}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_batched_assigner_equals_reference(scenario):
+    height, width, strides, scales, batch, max_gts, kind, topk, mode, seed, duplicates = scenario
+    anchors, counts, gt_boxes, gt_valid, pred_boxes = _build(
+        height, width, strides, scales, batch, max_gts, kind, seed, duplicates
+    )
+    pred_weight, anchor_weight = _WEIGHTS[mode]
+    preds = None if pred_weight is None else pred_boxes
+    result = atss_assign(
+        anchors, counts, gt_boxes, gt_valid, preds, topk=topk,
+        pred_weight=pred_weight or 0.0, anchor_weight=anchor_weight,
+    )
+    expected = reference_assign(
+        anchors, counts, len(scales), gt_boxes, gt_valid, preds, topk, pred_weight or 0.0, anchor_weight
+    )
+    assert torch.equal(result.gt_index, expected[0])
+    torch.testing.assert_close(result.anchor_ious, expected[1], rtol=0, atol=1e-12)
+    torch.testing.assert_close(result.pred_ious, expected[2], rtol=0, atol=1e-12)
+    torch.testing.assert_close(result.threshold, expected[3], rtol=0, atol=1e-12)
+
+
+def test_hand_built_case():
+    """One 24x24 GT on an 8x8 grid of stride 8 (anchor size 16): known candidates and positives."""
+    anchors, counts = make_anchors(64, 64, strides=(8,), scales=(2.0,))
+    gt = torch.tensor([[[16.0, 16.0, 40.0, 40.0]]], dtype=torch.float64)
+    result = atss_assign(anchors, counts, gt, torch.ones(1, 1, dtype=torch.bool), topk=9)
+    # Candidates: the 3x3 locations around (28, 28): centres 20, 28, 36 on each axis.
+    # IoUs: the centre anchor [20,20,36,36] -> 256/576; edge anchors 192/640; corners 144/688.
+    ious = torch.tensor([256 / 576] + [192 / 640] * 4 + [144 / 688] * 4, dtype=torch.float64)
+    threshold = ious.mean() + ious.std()
+    assert result.threshold[0, 0].item() == pytest.approx(threshold.item(), abs=1e-12)
+    positives = result.gt_index.view(8, 8) == 0
+    expected = torch.zeros(8, 8, dtype=torch.bool)
+    expected[3, 3] = True  # only the centre anchor (IoU 0.444) clears mean + std (about 0.35)
+    assert threshold.item() > 192 / 640
+    assert torch.equal(positives, expected)
+    assert result.anchor_ious.view(8, 8)[3, 3].item() == pytest.approx(256 / 576)
+
+
+def test_conflict_goes_to_highest_iou():
+    anchors, counts = make_anchors(64, 64, strides=(8,), scales=(2.0,))
+    big = torch.tensor([12.0, 12.0, 44.0, 44.0], dtype=torch.float64)
+    small = torch.tensor([20.0, 20.0, 36.0, 36.0], dtype=torch.float64)  # same centre, IoU 1 with one anchor
+    gts = torch.stack([big, small]).unsqueeze(0)
+    result = atss_assign(anchors, counts, gts, torch.ones(1, 2, dtype=torch.bool), topk=9)
+    centre_anchor = 3 * 8 + 3
+    assert result.gt_index[0, centre_anchor].item() == 1
+    # Swapping the GT order changes the index but not the winner.
+    swapped = atss_assign(anchors, counts, gts.flip(1), torch.ones(1, 2, dtype=torch.bool), topk=9)
+    assert swapped.gt_index[0, centre_anchor].item() == 0
+
+
+def test_zero_pred_ious_give_plain_atss():
+    anchors, counts = make_anchors(128, 96, strides=(8, 16, 32), scales=(8.0,))
+    generator = torch.Generator().manual_seed(0)
+    gt = _random_boxes(generator, 20, 128, 96, "normal").view(2, 10, 4)
+    valid = torch.ones(2, 10, dtype=torch.bool)
+    far_away = torch.tensor([1000.0, 1000.0, 1010.0, 1010.0], dtype=torch.float64).expand(2, len(anchors), 4)
+    plain = atss_assign(anchors, counts, gt, valid)
+    dynamic = atss_assign(anchors, counts, gt, valid, far_away, pred_weight=1.0, anchor_weight=1.0)
+    assert plain.positive.any()
+    assert torch.equal(plain.gt_index, dynamic.gt_index)
+    torch.testing.assert_close(plain.threshold, dynamic.threshold, rtol=0, atol=0)
+    assert (dynamic.pred_ious == 0).all()
+
+
+def test_properties_of_positives():
+    anchors, counts = make_anchors(160, 160, strides=(8, 16, 32), scales=(8.0,))
+    generator = torch.Generator().manual_seed(1)
+    gt = _random_boxes(generator, 3 * 15, 160, 160, "normal").view(3, 15, 4)
+    valid = torch.rand(3, 15, generator=generator) < 0.7
+    preds = anchors.unsqueeze(0).expand(3, -1, -1) + torch.randn(3, len(anchors), 4, generator=generator,
+                                                                 dtype=torch.float64)
+    result = atss_assign(anchors, counts, gt, valid, preds)
+    b, a = result.positive.nonzero(as_tuple=True)
+    g = result.gt_index[b, a]
+    assert len(b) > 0
+    assert valid[b, g].all(), "padding GTs never get positives"
+    centers = (anchors[a, :2] + anchors[a, 2:]) / 2
+    boxes = gt[b, g]
+    assert ((centers > boxes[:, :2]) & (centers < boxes[:, 2:])).all(), "positives lie inside their GT"
+    combined = result.anchor_ious[b, a] + result.pred_ious[b, a]
+    assert (combined >= result.threshold[b, g] - 1e-12).all(), "positives clear their GT's threshold"
+    assert (result.anchor_ious[~result.positive] == 0).all()
+    assert (result.threshold[~valid] == 0).all()
+
+
+def test_threshold_is_sum_of_means_and_stds_not_std_of_sum():
+    anchor_ious = torch.tensor([[[0.1, 0.5, 0.9]]], dtype=torch.float64)
+    pred_ious = torch.tensor([[[0.9, 0.5, 0.1]]], dtype=torch.float64)  # their sum has std 0
+    threshold = adaptive_threshold(anchor_ious, pred_ious, pred_weight=1.0, anchor_weight=1.0)
+    expected = 0.5 + 0.5 + 2 * 0.4  # unbiased std of (0.1, 0.5, 0.9) is 0.4
+    assert threshold.item() == pytest.approx(expected)
+    weighted = adaptive_threshold(anchor_ious, pred_ious, pred_weight=1.5, anchor_weight=0.5)
+    assert weighted.item() == pytest.approx(1.5 * 0.9 + 0.5 * 0.9)
+
+
+def test_empty_batches_and_images():
+    anchors, counts = make_anchors(64, 64, strides=(8, 16))
+    none = atss_assign(anchors, counts, torch.zeros(2, 0, 4, dtype=torch.float64),
+                       torch.zeros(2, 0, dtype=torch.bool))
+    assert none.gt_index.shape == (2, len(anchors)) and not none.positive.any()
+    padded = atss_assign(anchors, counts, torch.rand(2, 3, 4, dtype=torch.float64) * 10,
+                         torch.zeros(2, 3, dtype=torch.bool))
+    assert not padded.positive.any()
+
+
+def test_level_smaller_than_topk_is_capped():
+    anchors, counts = make_anchors(32, 32, strides=(8, 32), scales=(8.0,))  # the stride-32 level has 1 anchor
+    candidates = select_candidates(anchors, counts, torch.tensor([[[4.0, 4.0, 28.0, 28.0]]],
+                                                                 dtype=torch.float64), topk=9)
+    assert candidates.shape[-1] == 9 + 1
+    assert candidates[0, 0, -1].item() == counts[0]
+
+
+def test_grid_is_recovered_from_anchors():
+    anchors, counts = make_anchors(100, 70, strides=(8, 16), scales=(4.0, 8.0))
+    grid = infer_level_grid(anchors[: counts[0]], start=0)
+    assert (grid.height, grid.width, grid.per_location) == (math.ceil(100 / 8), math.ceil(70 / 8), 2)
+    assert (grid.stride_x, grid.stride_y, grid.origin_x, grid.origin_y) == (8, 8, 4, 4)
+    shuffled = anchors[: counts[0]][torch.randperm(counts[0], generator=torch.Generator().manual_seed(0))]
+    assert infer_level_grid(shuffled, start=0) is None
+
+
+def test_irregular_anchors_fall_back_to_all_anchors_and_still_match_reference():
+    anchors, counts = make_anchors(64, 64, strides=(8, 16))
+    permutation = torch.randperm(counts[0], generator=torch.Generator().manual_seed(3))
+    anchors = torch.cat([anchors[: counts[0]][permutation], anchors[counts[0]:]])
+    gt = torch.tensor([[[5.0, 8.0, 50.0, 40.0], [30.0, 30.0, 60.0, 62.0]]], dtype=torch.float64)
+    valid = torch.ones(1, 2, dtype=torch.bool)
+    result = atss_assign(anchors, counts, gt, valid)
+    expected = reference_assign(anchors, counts, 1, gt, valid, None, 9, 0.0, 1.0)
+    assert torch.equal(result.gt_index, expected[0])
+
+
+def test_five_thousand_gts_at_800x1333():
+    anchors, counts = make_anchors(800, 1344, strides=(8, 16, 32, 64, 128), dtype=torch.float32)
+    generator = torch.Generator().manual_seed(0)
+    xy = torch.rand(1, 5000, 2, generator=generator) * torch.tensor([1300.0, 780.0])
+    wh = torch.rand(1, 5000, 2, generator=generator) * 40 + 4
+    gt = torch.cat([xy, xy + wh], dim=-1)
+    preds = anchors.unsqueeze(0)
+    result = atss_assign(anchors, counts, gt, torch.ones(1, 5000, dtype=torch.bool), preds)
+    assert result.gt_index.shape == (1, len(anchors))
+    assert result.positive.sum() > 1000
