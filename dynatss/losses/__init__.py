@@ -1,0 +1,1 @@
+"""Losses of the ATSS head: focal / QFL / VFL classification, GIoU box, quality BCE."""

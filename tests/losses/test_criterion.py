@@ -1,0 +1,132 @@
+"""DetectionCriterion: wiring of assignment, soft targets, ignore regions and normalisers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dynatss.assign import atss_assign
+from dynatss.config import AssignConfig, LossConfig
+from dynatss.data.batch import Batch
+from dynatss.losses.classification import quality_focal_loss
+from dynatss.losses.criterion import DetectionCriterion
+from dynatss.model.box_coder import BoxCoder
+from dynatss.model.outputs import HeadOutputs
+from tests.assign.grids import make_anchors
+
+NUM_CLASSES = 3
+
+
+def _batch(gt_boxes, gt_labels, gt_valid, ignore_boxes=None):
+    batch = gt_boxes.shape[0]
+    if ignore_boxes is None:
+        ignore_boxes = torch.zeros(batch, 0, 4)
+    return Batch(
+        images=torch.zeros(batch, 3, 64, 64, dtype=torch.uint8),
+        gt_boxes=gt_boxes, gt_labels=gt_labels, gt_valid=gt_valid,
+        ignore_boxes=ignore_boxes, ignore_valid=torch.ones(ignore_boxes.shape[:2], dtype=torch.bool),
+        image_sizes=torch.tensor([[64, 64]] * batch), original_sizes=torch.tensor([[64, 64]] * batch),
+        image_ids=torch.arange(batch),
+    )
+
+
+def _outputs(anchors, counts, batch_size, *, deltas=None, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    num_anchors = len(anchors)
+    if deltas is None:
+        deltas = torch.randn(batch_size, num_anchors, 4, generator=generator) * 0.1
+    return HeadOutputs(
+        cls_logits=torch.randn(batch_size, num_anchors, NUM_CLASSES, generator=generator).requires_grad_(),
+        box_deltas=deltas.clone().requires_grad_(),
+        quality_logits=torch.randn(batch_size, num_anchors, generator=generator).requires_grad_(),
+        anchors=anchors, num_anchors_per_level=counts,
+    )
+
+
+@pytest.fixture
+def scene():
+    anchors, counts = make_anchors(64, 64, strides=(8, 16), scales=(4.0,), dtype=torch.float32)
+    gt_boxes = torch.tensor([[[4.0, 6.0, 40.0, 44.0], [30.0, 20.0, 60.0, 50.0]]])
+    gt_labels = torch.tensor([[2, 0]])
+    gt_valid = torch.ones(1, 2, dtype=torch.bool)
+    return anchors, counts, gt_boxes, gt_labels, gt_valid
+
+
+def _criterion(mode="dynamic", classification="qfl", quality="iou"):
+    return DetectionCriterion(AssignConfig(mode=mode), LossConfig(classification=classification),
+                              num_classes=NUM_CLASSES, box_coder=BoxCoder(), quality=quality)
+
+
+def test_qfl_loss_equals_manual_computation(scene):
+    anchors, counts, gt_boxes, gt_labels, gt_valid = scene
+    outputs = _outputs(anchors, counts, 1)
+    result = _criterion()(outputs, _batch(gt_boxes, gt_labels, gt_valid), progress=0.5)
+
+    coder = BoxCoder()
+    pred = coder.decode(outputs.box_deltas.detach(), anchors)
+    assignment = atss_assign(anchors, counts, gt_boxes, gt_valid, pred)
+    positive = assignment.positive[0]
+    targets = torch.zeros(len(anchors), NUM_CLASSES)
+    targets[positive, gt_labels[0, assignment.gt_index[0, positive]]] = assignment.pred_ious[0, positive]
+    expected = quality_focal_loss(outputs.cls_logits[0].detach(), targets).sum() / positive.sum()
+    assert positive.sum() > 0
+    assert result.terms["loss_cls"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert result.stats["num_pos"] == positive.sum().item()
+    assert result.stats["mean_piou"] == pytest.approx(assignment.pred_ious[0, positive].mean().item(), rel=1e-5)
+
+
+def test_perfect_regression_gives_zero_box_loss_and_unit_piou(scene):
+    anchors, counts, gt_boxes, gt_labels, gt_valid = scene
+    # Every anchor regresses exactly onto GT 0: positives of GT 0 have PIoU 1 and zero GIoU loss.
+    deltas = BoxCoder().encode(gt_boxes[0, :1].expand(len(anchors), 4), anchors).unsqueeze(0)
+    single = (gt_boxes[:, :1], gt_labels[:, :1], gt_valid[:, :1])
+    result = _criterion()(_outputs(anchors, counts, 1, deltas=deltas), _batch(*single), progress=0.0)
+    assert result.terms["loss_box"].item() == pytest.approx(0.0, abs=1e-5)
+    assert result.stats["mean_piou"] == pytest.approx(1.0, abs=1e-5)
+    assert torch.isfinite(result.total)
+
+
+@pytest.mark.parametrize("classification", ["focal", "qfl", "vfl"])
+@pytest.mark.parametrize("mode", ["atss", "dynamic", "piou"])
+def test_no_ground_truth_gives_finite_loss_and_gradients(classification, mode):
+    anchors, counts = make_anchors(64, 64, strides=(8, 16), dtype=torch.float32)
+    outputs = _outputs(anchors, counts, 2)
+    batch = _batch(torch.zeros(2, 0, 4), torch.zeros(2, 0, dtype=torch.long), torch.zeros(2, 0, dtype=torch.bool))
+    result = _criterion(mode, classification)(outputs, batch, progress=0.3)
+    result.total.backward()
+    assert torch.isfinite(result.total) and result.total.item() > 0
+    assert result.stats["num_pos"] == 0
+    assert outputs.box_deltas.grad is not None and outputs.quality_logits.grad is not None
+
+
+def test_crowd_region_removes_anchors_from_classification_loss(scene):
+    anchors, counts, gt_boxes, gt_labels, gt_valid = scene
+    outputs = _outputs(anchors, counts, 1)
+    plain = _criterion()(outputs, _batch(gt_boxes[:, :1], gt_labels[:, :1], gt_valid[:, :1]), 0.5)
+    crowd = torch.tensor([[[0.0, 0.0, 64.0, 64.0]]])  # the whole image: every negative is ignored
+    ignored = _criterion()(outputs, _batch(gt_boxes[:, :1], gt_labels[:, :1], gt_valid[:, :1], crowd), 0.5)
+    assert ignored.terms["loss_cls"] < plain.terms["loss_cls"]
+    assert ignored.stats["num_pos"] == plain.stats["num_pos"] > 0  # positives are kept
+
+
+def test_centerness_branch_trains_on_centerness_and_iou_branch_on_piou(scene):
+    anchors, counts, gt_boxes, gt_labels, gt_valid = scene
+    deltas = BoxCoder().encode(gt_boxes[0, :1].expand(len(anchors), 4), anchors).unsqueeze(0)
+    outputs = _outputs(anchors, counts, 1, deltas=deltas)
+    outputs = outputs._replace(quality_logits=torch.full((1, len(anchors)), 30.0))  # sigmoid ~ 1
+    single = _batch(gt_boxes[:, :1], gt_labels[:, :1], gt_valid[:, :1])
+    iou = _criterion(quality="iou")(outputs, single, 0.5)
+    centerness = _criterion(quality="centerness")(outputs, single, 0.5)
+    assert iou.terms["loss_quality"].item() == pytest.approx(0.0, abs=1e-4)  # PIoU is 1 everywhere
+    assert centerness.terms["loss_quality"].item() > 0.1  # centerness < 1 off the exact centre
+
+
+def test_schedules_change_the_assignment_weights(scene):
+    anchors, counts, gt_boxes, gt_labels, gt_valid = scene
+    outputs = _outputs(anchors, counts, 1, seed=3)
+    batch = _batch(gt_boxes, gt_labels, gt_valid)
+    up = DetectionCriterion(AssignConfig(mode="dynamic", pred_schedule="up"), LossConfig(),
+                            num_classes=NUM_CLASSES, box_coder=BoxCoder(), quality="iou")
+    plain_atss = _criterion(mode="atss")
+    # D_up at the very start weighs PIoU by 0: the same positives as plain ATSS.
+    assert up(outputs, batch, 0.0).stats["num_pos"] == plain_atss(outputs, batch, 0.0).stats["num_pos"]
