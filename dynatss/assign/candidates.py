@@ -15,6 +15,7 @@ Ties inside the window are broken by anchor index, as a stable sort over the lev
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -99,6 +100,39 @@ def window_indices(grid: LevelGrid, gt_centers: Tensor, topk: int) -> Tensor:
     return indices.flatten(2) + grid.start
 
 
+# Grids inferred per anchors tensor: the model hands the same cached anchors every iteration.
+_GRID_CACHE: dict[int, tuple[weakref.ref, int, tuple[int, ...], list[LevelGrid | None]]] = {}
+
+
+def level_grids(anchors: Tensor, num_anchors_per_level: list[int]) -> list[LevelGrid | None]:
+    """The grid of every level (None where the anchors are not a grid), cached per tensor."""
+    key = id(anchors)
+    counts = tuple(num_anchors_per_level)
+    cached = _GRID_CACHE.get(key)
+    if cached and cached[0]() is anchors and cached[1] == anchors._version and cached[2] == counts:
+        return cached[3]
+    starts = [sum(counts[:level]) for level in range(len(counts))]
+    grids = [infer_level_grid(anchors[start : start + count], start) for start, count in zip(starts, counts)]
+    for stale in [k for k, v in _GRID_CACHE.items() if v[0]() is None]:
+        del _GRID_CACHE[stale]
+    _GRID_CACHE[key] = (weakref.ref(anchors), anchors._version, counts, grids)
+    return grids
+
+
+def _stable_smallest(distances: Tensor, k: int) -> Tensor:
+    """Positions of the k smallest of ``distances`` [..., W] (>= 0), ties to the lower position.
+
+    Exactly what a stable sort gives, but with top-k: the float's bits (monotonic for
+    non-negative floats) and the position are packed into one int64 key, so all keys differ.
+    """
+    if distances.dtype != torch.float32:  # float64 bits do not fit beside the position
+        return distances.sort(dim=-1, stable=True).indices[..., :k]
+    bits = distances.view(torch.int32).long()  # [..., W]
+    positions = torch.arange(distances.shape[-1], device=distances.device)
+    keys = bits * distances.shape[-1] + positions
+    return keys.topk(k, dim=-1, largest=False, sorted=True).indices
+
+
 def select_candidates(
     anchors: Tensor, num_anchors_per_level: list[int], gt_boxes: Tensor, topk: int
 ) -> Tensor:
@@ -111,9 +145,7 @@ def select_candidates(
     gt_centers = box_centers(gt_boxes)  # [B, G, 2]
     candidates = []
     start = 0
-    for count in num_anchors_per_level:
-        level_anchors = anchors[start : start + count]
-        grid = infer_level_grid(level_anchors, start)
+    for count, grid in zip(num_anchors_per_level, level_grids(anchors, num_anchors_per_level)):
         if grid is None:  # not a regular grid: every anchor of the level is a window member
             window = torch.arange(start, start + count, device=anchors.device)
             window = window.expand(*gt_boxes.shape[:2], count)
@@ -122,9 +154,9 @@ def select_candidates(
             window = window_indices(grid, gt_centers, topk)  # [B, G, W]
             per_location = grid.per_location
         offsets = anchor_centers[window] - gt_centers.unsqueeze(2)  # [B, G, W, 2]
-        distances = offsets.square().sum(-1)  # [B, G, W]
+        distances = offsets[..., 0].square() + offsets[..., 1].square()  # [B, G, W]
         k = min(topk * per_location, count)
-        order = distances.sort(dim=-1, stable=True).indices[..., :k]  # [B, G, k]
+        order = _stable_smallest(distances, k)  # [B, G, k]
         candidates.append(window.gather(-1, order))
         start += count
     return torch.cat(candidates, dim=-1)

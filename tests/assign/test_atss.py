@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from dynatss.assign import atss_assign
 from dynatss.assign.atss import adaptive_threshold
-from dynatss.assign.candidates import infer_level_grid, select_candidates
+from dynatss.assign.candidates import _stable_smallest, infer_level_grid, select_candidates
 from tests.assign.grids import make_anchors
 from tests.assign.reference import reference_assign
 
@@ -47,7 +47,8 @@ def scenarios(draw):
     mode = draw(st.sampled_from(["atss", "dynamic", "piou", "weighted"]))
     seed = draw(st.integers(0, 2**31 - 1))
     duplicates = draw(st.booleans())
-    return height, width, strides, scales, batch, max_gts, kind, topk, mode, seed, duplicates
+    dtype = draw(st.sampled_from([torch.float32, torch.float64]))
+    return height, width, strides, scales, batch, max_gts, kind, topk, mode, seed, duplicates, dtype
 
 
 def _build(height, width, strides, scales, batch, max_gts, kind, seed, duplicates):
@@ -75,9 +76,10 @@ _WEIGHTS = {"atss": (None, 1.0), "dynamic": (1.0, 1.0), "piou": (1.0, 0.0), "wei
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_batched_assigner_equals_reference(scenario):
-    height, width, strides, scales, batch, max_gts, kind, topk, mode, seed, duplicates = scenario
-    anchors, counts, gt_boxes, gt_valid, pred_boxes = _build(
-        height, width, strides, scales, batch, max_gts, kind, seed, duplicates
+    height, width, strides, scales, batch, max_gts, kind, topk, mode, seed, duplicates, dtype = scenario
+    anchors, counts, gt_boxes, gt_valid, pred_boxes = (
+        t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+        for t in _build(height, width, strides, scales, batch, max_gts, kind, seed, duplicates)
     )
     pred_weight, anchor_weight = _WEIGHTS[mode]
     preds = None if pred_weight is None else pred_boxes
@@ -88,10 +90,19 @@ def test_batched_assigner_equals_reference(scenario):
     expected = reference_assign(
         anchors, counts, len(scales), gt_boxes, gt_valid, preds, topk, pred_weight or 0.0, anchor_weight
     )
+    atol = 1e-12 if dtype == torch.float64 else 1e-6
     assert torch.equal(result.gt_index, expected[0])
-    torch.testing.assert_close(result.anchor_ious, expected[1], rtol=0, atol=1e-12)
-    torch.testing.assert_close(result.pred_ious, expected[2], rtol=0, atol=1e-12)
-    torch.testing.assert_close(result.threshold, expected[3], rtol=0, atol=1e-12)
+    torch.testing.assert_close(result.anchor_ious, expected[1], rtol=0, atol=atol)
+    torch.testing.assert_close(result.pred_ious, expected[2], rtol=0, atol=atol)
+    torch.testing.assert_close(result.threshold, expected[3], rtol=0, atol=atol)
+
+
+def test_stable_smallest_equals_a_stable_sort_with_ties():
+    generator = torch.Generator().manual_seed(0)
+    distances = torch.randint(0, 6, (50, 30), generator=generator).float() * 0.5  # many exact ties
+    distances[0] = 0.0
+    expected = distances.sort(dim=-1, stable=True).indices[:, :9]
+    assert torch.equal(_stable_smallest(distances, 9), expected)
 
 
 def test_hand_built_case():
