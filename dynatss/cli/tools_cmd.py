@@ -1,0 +1,97 @@
+"""`dynatss predict | export | compare | report`: use and inspect trained runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+# Display threshold for predictions drawn on images (evaluation keeps everything above 0.05).
+DEFAULT_PREDICT_THRESHOLD = 0.3
+DEFAULT_REPORT_IMAGES = 4
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    predict = subparsers.add_parser("predict", help="detect objects in images with a trained checkpoint")
+    predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders of jpg/png")
+    predict.add_argument("--weights", required=True, help="checkpoint (.pth) or .safetensors file")
+    predict.add_argument("--out", required=True, help="folder for drawn images and detections.json")
+    predict.add_argument("--score-threshold", type=float, default=DEFAULT_PREDICT_THRESHOLD)
+    predict.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    predict.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
+    predict.set_defaults(func=run_predict)
+
+    export = subparsers.add_parser("export", help="export a checkpoint to ONNX or safetensors")
+    export.add_argument("--weights", required=True, help="checkpoint (.pth) or .safetensors file")
+    export.add_argument("--format", choices=("onnx", "safetensors"), default="onnx")
+    export.add_argument("--height", type=int, help="ONNX input height (default: test size, padded)")
+    export.add_argument("--width", type=int, help="ONNX input width (default: test size, padded)")
+    export.add_argument("--out", help="output file (default: the weights path with the format's suffix)")
+    export.set_defaults(func=run_export)
+
+    compare = subparsers.add_parser("compare", help="plot and tabulate several training runs")
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--out", help="output folder (default: compare/ beside the first run)")
+    compare.add_argument("--labels", nargs="+", help="one name per run; runs sharing a name are averaged")
+    compare.add_argument("--group-by-config", action="store_true",
+                         help="average runs whose configs differ only in seed/output dir (mean +- std)")
+    compare.add_argument("--smooth", type=int, help="moving-average window in logged points (default: auto)")
+    compare.set_defaults(func=run_compare)
+
+    report = subparsers.add_parser("report", help="write RUN_DIR/report.md and report.html")
+    report.add_argument("run_dir", metavar="RUN_DIR")
+    report.add_argument("--images", type=int, default=DEFAULT_REPORT_IMAGES,
+                        help="validation images with drawn predictions (0: none)")
+    report.add_argument("--device", default="cpu")
+    report.set_defaults(func=run_report)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from dynatss.engine.inference import load_detector
+    from dynatss.errors import DynatssError
+    from dynatss.tools.predict import predict_files
+
+    if args.batch_size < 1:
+        raise DynatssError(f"--batch-size must be >= 1, got {args.batch_size}")
+    detector, cfg, meta = load_detector(args.weights, device=args.device)
+    summary = predict_files(
+        detector, cfg, meta, args.inputs, args.out,
+        score_threshold=args.score_threshold, device=args.device, batch_size=args.batch_size,
+    )  # fmt: skip
+    count = sum(len(p.detections) for p in summary.predictions)
+    print(f"predicted {len(summary.predictions)} images ({count} detections): {summary.detections_path}")
+    if summary.failures:
+        print(f"{len(summary.failures)} images could not be read (see warnings above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from dynatss.tools.export import export_weights
+
+    result = export_weights(args.weights, args.format, out=args.out, height=args.height, width=args.width)
+    print(f"wrote {result.path}")
+    if result.input_names or result.output_names:
+        print(f"inputs: {', '.join(result.input_names)}")
+        print(f"outputs: {', '.join(result.output_names)}")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from dynatss.tools.compare import compare_runs
+
+    out = Path(args.out) if args.out else Path(args.run_dirs[0]).resolve().parent / "compare"
+    written = compare_runs(
+        args.run_dirs, out, labels=args.labels, group_by_config=args.group_by_config, smooth=args.smooth
+    )
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from dynatss.tools.report import write_report
+
+    path = write_report(Path(args.run_dir), num_images=args.images, device=args.device)
+    print(f"wrote {path} and {path.with_suffix('.html')}")
+    return 0

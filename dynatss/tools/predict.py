@@ -1,0 +1,163 @@
+"""Run a trained detector on image files: drawn images plus one detections.json.
+
+A file that cannot be decoded is reported on one line and skipped; the other images are still
+processed. Every output is written atomically, so outputs of earlier runs are never left damaged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from dynatss.config import Config
+from dynatss.data.records import DatasetMeta
+from dynatss.errors import DynatssError
+from dynatss.tools.files import atomic_write_bytes, atomic_write_text
+from dynatss.tools.images import (
+    IMAGE_SUFFIXES,
+    draw_detections,
+    encode_image,
+    list_images,
+    pad_batch,
+    read_image,
+    resize_for_test,
+)
+
+DETECTIONS_FILE = "detections.json"
+
+
+@dataclass(frozen=True)
+class ImagePrediction:
+    """Detections of one image; boxes are xyxy in original-image pixels."""
+
+    file: str
+    output: str
+    width: int
+    height: int
+    detections: list[dict]
+
+
+@dataclass
+class PredictSummary:
+    predictions: list[ImagePrediction] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (file, one-line reason)
+    detections_path: Path | None = None
+
+
+def detect(detector: nn.Module, images: list[Tensor], cfg: Config, *, device: str | torch.device) -> list[dict]:
+    """Detect on ``[3, h_i, w_i]`` uint8 images at the test scale; boxes in original pixels."""
+    from dynatss.model.postprocess import postprocess
+
+    resized = [resize_for_test(image, cfg.data) for image in images]
+    batch = pad_batch(resized, size_divisibility=cfg.data.size_divisibility).to(device)  # [B, 3, H, W]
+    image_sizes = torch.tensor([im.shape[-2:] for im in resized], device=device)  # [B, 2] (h, w)
+    original_sizes = torch.tensor([im.shape[-2:] for im in images], device=device)  # [B, 2] (h, w)
+    with torch.inference_mode():
+        outputs = detector(batch)
+        results = postprocess(outputs, image_sizes, original_sizes, cfg.inference, detector.box_coder)
+    return [{key: value.cpu() for key, value in result.items()} for result in results]
+
+
+def detections_to_json(result: dict, meta: DatasetMeta) -> list[dict]:
+    """One dict per detection: box (xyxy original pixels), score, label, category_id, class_name."""
+    rows = []
+    for box, score, label in zip(result["boxes"].tolist(), result["scores"].tolist(), result["labels"].tolist()):
+        rows.append({
+            "box": [round(v, 2) for v in box],
+            "score": round(score, 4),
+            "label": int(label),
+            "category_id": int(meta.category_ids[label]),
+            "class_name": meta.class_names[label],
+        })
+    return rows
+
+
+def _output_names(paths: list[Path], out_dir: Path) -> list[Path]:
+    """``out_dir / name`` per input, with ``_1``, ``_2`` ... added where two inputs share a name."""
+    out_dir = out_dir.resolve()
+    used: set[str] = {DETECTIONS_FILE}
+    names = []
+    for path in paths:
+        if path.resolve().parent == out_dir:
+            raise DynatssError(f"{out_dir}: --out must not be the folder that holds the input images")
+        suffix = path.suffix if path.suffix.lower() in IMAGE_SUFFIXES else ".png"  # what we can encode
+        name, counter = path.stem + suffix, 0
+        while name.lower() in used:
+            counter += 1
+            name = f"{path.stem}_{counter}{suffix}"
+        used.add(name.lower())
+        names.append(out_dir / name)
+    return names
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def predict_files(
+    detector: nn.Module,
+    cfg: Config,
+    meta: DatasetMeta,
+    inputs: list[str | Path],
+    out_dir: str | Path,
+    *,
+    score_threshold: float | None = None,
+    device: str | torch.device = "cpu",
+    batch_size: int = 4,
+    warn: Callable[[str], None] = _warn,
+) -> PredictSummary:
+    """Detect on the images of ``inputs`` (files or folders) and write drawn copies + detections.json."""
+    if score_threshold is not None:
+        cfg = dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, score_threshold=score_threshold))
+    paths = list_images(inputs)
+    if not paths:
+        raise DynatssError(f"{', '.join(map(str, inputs))}: no .jpg/.jpeg/.png images found")
+    out_dir = Path(out_dir)
+    outputs = _output_names(paths, out_dir)
+    detector = detector.eval().to(device)
+    summary = PredictSummary()
+    pending: list[tuple[Path, Path, Tensor]] = []
+    for position, (path, output) in enumerate(zip(paths, outputs)):
+        try:
+            pending.append((path, output, read_image(path)))
+        except DynatssError as error:
+            summary.failures.append((str(path), str(error)))
+            warn(str(error))
+        if len(pending) == batch_size or (pending and position == len(paths) - 1):
+            summary.predictions.extend(_predict_batch(detector, cfg, meta, pending, device))
+            pending = []
+    document = {
+        "images": [dataclasses.asdict(p) for p in summary.predictions],
+        "failed": [{"file": file, "error": reason} for file, reason in summary.failures],
+        "class_names": list(meta.class_names),
+        "score_threshold": cfg.inference.score_threshold,
+    }
+    summary.detections_path = atomic_write_text(out_dir / DETECTIONS_FILE, json.dumps(document, indent=1) + "\n")
+    return summary
+
+
+def _predict_batch(
+    detector: nn.Module,
+    cfg: Config,
+    meta: DatasetMeta,
+    items: list[tuple[Path, Path, Tensor]],
+    device: str | torch.device,
+) -> list[ImagePrediction]:
+    """Detect on (input path, output path, image) items in one forward pass; write the drawings."""
+    results = detect(detector, [image for _, _, image in items], cfg, device=device)
+    predictions = []
+    for (path, output, image), result in zip(items, results):
+        drawn = draw_detections(image, result["boxes"], result["labels"], result["scores"], meta.class_names)
+        atomic_write_bytes(output, encode_image(drawn, output.suffix))
+        height, width = image.shape[-2:]
+        predictions.append(
+            ImagePrediction(str(path), output.name, int(width), int(height), detections_to_json(result, meta))
+        )
+    return predictions

@@ -1,0 +1,159 @@
+"""One run's report: config summary, final and best COCO metrics, per-class AP, training curves and
+sample predictions on validation images. Written as RUN_DIR/report.md and RUN_DIR/report.html, with
+figures in RUN_DIR/report/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torchvision.utils import draw_bounding_boxes
+
+from dynatss.errors import DynatssError
+from dynatss.tools.compare import format_value
+from dynatss.tools.document import Document
+from dynatss.tools.files import atomic_write_bytes, atomic_write_text
+from dynatss.tools.images import draw_detections, encode_image, read_image
+from dynatss.tools.plots import ASSIGN_PANELS, LOSS_BOX, LOSS_PANELS, Curve, Panel, plot_panels
+from dynatss.tools.runs import COCO_COLUMNS, RunLog, flatten, read_run
+
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+ASSETS_DIR = "report"
+# Detections drawn on sample images: a display threshold, higher than the evaluation one.
+SAMPLE_SCORE_THRESHOLD = 0.3
+GROUND_TRUTH_COLOR = "white"
+METRIC_COLUMNS = (*COCO_COLUMNS, "AR100")
+METRIC_DECIMALS = 3  # COCO metrics are fractions in [0, 1]
+# The settings that tell runs apart (paper Tables I-V), shown at the top of the report.
+SUMMARY_KEYS = (
+    "model.backbone", "model.quality", "assign.mode", "assign.topk", "assign.pred_weight",
+    "assign.anchor_weight", "assign.pred_schedule", "assign.anchor_schedule", "loss.classification",
+    "loss.box_weight", "solver.max_iter", "solver.batch_size", "solver.base_lr", "solver.schedule",
+    "solver.amp", "data.format", "data.root", "data.test_min_size", "train.seed",
+)  # fmt: skip
+LOSS_CURVES = (Panel("loss", "Total loss", "loss", log_scale=True), LOSS_BOX, *LOSS_PANELS)
+
+
+def write_report(run_dir: Path, *, num_images: int = 4, device: str = "cpu") -> Path:
+    """Write RUN_DIR/report.md (and report.html beside it); return the Markdown file's path."""
+    run = read_run(run_dir)
+    assets = run.run_dir / ASSETS_DIR
+    document = Document(f"Run report: {run.name}")
+    _config_section(document, run)
+    _metrics_section(document, run)
+    _per_class_section(document, run)
+    _curves_section(document, run, assets)
+    _samples_section(document, run, assets, num_images=num_images, device=device)
+    atomic_write_text(run.run_dir / REPORT_HTML, document.to_html())
+    return atomic_write_text(run.run_dir / REPORT_MD, document.to_markdown())
+
+
+def _config_section(document: Document, run: RunLog) -> None:
+    document.heading("Configuration")
+    flat = flatten(run.config)
+    if not flat:
+        document.paragraph("No config.yaml in the run directory.")
+        return
+    rows = [[key, _plain(flat[key])] for key in SUMMARY_KEYS if key in flat]
+    document.table(["setting", "value"], rows)
+    document.paragraph(f"Full resolved config: `{run.run_dir / 'config.yaml'}`.")
+
+
+def _plain(value: object) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def _metrics_section(document: Document, run: RunLog) -> None:
+    document.heading("COCO metrics")
+    final, best = run.final_eval, run.best_eval
+    if final is None:
+        document.paragraph("No evaluation logged (no `eval` line in metrics.jsonl).")
+        return
+    rows = []
+    for name, line in (("final", final), ("best AP", best)):
+        if line is None:
+            continue
+        cells = [format_value([line["metrics"][c]] if c in line["metrics"] else [], METRIC_DECIMALS)
+                 for c in METRIC_COLUMNS]
+        rows.append([name, str(int(line["iter"])), *cells])
+    document.table(["evaluation", "iter", *METRIC_COLUMNS], rows)
+    document.paragraph(f"{len(run.evals)} evaluations logged; '-' marks a size with no ground truth.")
+
+
+def _per_class_section(document: Document, run: RunLog) -> None:
+    final, best = run.final_eval, run.best_eval
+    if final is None or not final.get("per_class"):
+        return
+    document.heading("Per-class AP")
+    best_per_class = (best or {}).get("per_class", {})
+    rows = [
+        [name, format_value([ap], METRIC_DECIMALS), format_value(_listed(best_per_class.get(name)), METRIC_DECIMALS)]
+        for name, ap in final["per_class"].items()
+    ]
+    best_header = f"at best AP (iter {best['iter']})" if best else "at best AP"
+    document.table(["class", f"final (iter {final['iter']})", best_header], rows)
+
+
+def _listed(value: float | None) -> list[float]:
+    return [] if value is None else [value]
+
+
+def _curves_section(document: Document, run: RunLog, assets: Path) -> None:
+    document.heading("Training curves")
+    if not run.train:
+        document.paragraph("No training lines in metrics.jsonl.")
+        return
+    for panels, name, title in (
+        (LOSS_CURVES, "losses.png", "Losses"),
+        (ASSIGN_PANELS, "assignment.png", "Label-assignment statistics"),
+    ):
+        curves = {panel.key: [Curve(run.name, *run.series(panel.key))] for panel in panels}
+        path = plot_panels(curves, panels, assets / name, title=title)
+        document.image(f"{ASSETS_DIR}/{path.name}", title)
+
+
+def _samples_section(document: Document, run: RunLog, assets: Path, *, num_images: int, device: str) -> None:
+    if num_images <= 0:
+        return
+    document.heading("Sample predictions")
+    checkpoint = run.checkpoint()
+    if checkpoint is None:
+        document.paragraph("No checkpoint in the run directory; sample predictions skipped.")
+        return
+    try:
+        written = _draw_samples(checkpoint, assets, num_images=num_images, device=device)
+    except DynatssError as error:
+        document.paragraph(f"Sample predictions skipped: {error}")
+        return
+    document.paragraph(
+        f"Detections with score >= {SAMPLE_SCORE_THRESHOLD} from `{checkpoint.name}` on validation images "
+        "(thin white boxes: ground truth)."
+    )
+    for path, source in written:
+        document.image(f"{ASSETS_DIR}/{path.name}", source.name)
+
+
+def _draw_samples(checkpoint: Path, assets: Path, *, num_images: int, device: str) -> list[tuple[Path, Path]]:
+    """Detect on ``num_images`` validation images spread over the split; write the drawings."""
+    from dynatss.engine.build import load_split
+    from dynatss.engine.inference import load_detector
+    from dynatss.tools.predict import detect
+
+    detector, cfg, meta = load_detector(checkpoint, device=device)
+    cfg.inference.score_threshold = SAMPLE_SCORE_THRESHOLD
+    records = load_split(cfg.data, cfg.data.val_split).records
+    if not records:
+        raise DynatssError(f"{cfg.data.root}: the '{cfg.data.val_split}' split has no images")
+    step = max(1, len(records) // num_images)
+    chosen = records[::step][:num_images]
+    written = []
+    for index, record in enumerate(chosen):
+        image = read_image(record.path)
+        (result,) = detect(detector, [image], cfg, device=device)
+        with_truth = draw_bounding_boxes(image, torch.from_numpy(record.boxes), colors=GROUND_TRUTH_COLOR)
+        drawn = draw_detections(with_truth, result["boxes"], result["labels"], result["scores"], meta.class_names)
+        path = atomic_write_bytes(assets / f"sample_{index:02d}.png", encode_image(drawn, ".png"))
+        written.append((path, record.path))
+    return written
