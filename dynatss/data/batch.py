@@ -12,7 +12,8 @@ from torch import Tensor
 class Batch:
     """A collated batch. B images, G = max GTs per image, I = max ignore boxes per image.
 
-    images:         [B, 3, H, W] uint8, resized and padded (bottom/right) to a multiple of 128
+    images:         [B, 3, H, W] uint8, resized and padded (bottom/right) to a multiple of 128;
+                    stored channels-last (torch.channels_last) as decoded, call .contiguous() if needed
     gt_boxes:       [B, G, 4] float32 xyxy in resized-image pixels
     gt_labels:      [B, G] int64 contiguous labels
     gt_valid:       [B, G] bool, False for padding
@@ -33,12 +34,12 @@ class Batch:
     original_sizes: Tensor
     image_ids: Tensor
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         return Batch(
             **{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)}
         )
 
-    def pin_memory(self) -> "Batch":
+    def pin_memory(self) -> Batch:
         return Batch(**{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})
 
     def __len__(self) -> int:

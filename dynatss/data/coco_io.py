@@ -1,0 +1,156 @@
+"""COCO JSON: ``root/annotations/instances_<split>.json`` with images in ``root/<split>/``.
+
+Category ids may be any integers; they are mapped to contiguous labels in increasing id order and
+kept in :attr:`DatasetMeta.category_ids` so exported detections use the dataset's own ids.
+``iscrowd`` boxes become ignore regions (``ImageRecord.ignore``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from dynatss.data.files import link_or_copy, write_json_atomic
+from dynatss.data.problems import Problem
+from dynatss.data.records import DatasetMeta, ImageRecord
+from dynatss.data.validate import RawImage, RawObject, build_records
+from dynatss.errors import DynatssError
+
+
+def coco_annotation_path(root: Path, split: str) -> Path:
+    return Path(root) / "annotations" / f"instances_{split}.json"
+
+
+def coco_splits(root: Path) -> list[str]:
+    """Splits present under ``root/annotations`` (from the ``instances_<split>.json`` names)."""
+    folder = Path(root) / "annotations"
+    return sorted(p.stem[len("instances_") :] for p in folder.glob("instances_*.json"))
+
+
+def read_coco(
+    root: str | Path, split: str, *, verify: bool = False
+) -> tuple[list[ImageRecord], DatasetMeta, list[Problem]]:
+    """Read one COCO split; bad images/objects are dropped and reported as problems."""
+    root = Path(root)
+    ann_path = coco_annotation_path(root, split)
+    data = _load_json(ann_path)
+    problems: list[Problem] = []
+    meta = _read_categories(data, ann_path, problems)
+    label_of = {cat_id: label for label, cat_id in enumerate(meta.category_ids)}
+
+    raws: dict[int, RawImage] = {}
+    raw_list: list[RawImage] = []
+    for index, entry in enumerate(data.get("images", [])):
+        try:
+            raw = RawImage(
+                image_id=int(entry["id"]),
+                file_name=str(entry["file_name"]),
+                image_dir=root / split,
+                source=ann_path,
+                width=int(entry["width"]) if "width" in entry else None,
+                height=int(entry["height"]) if "height" in entry else None,
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            problems.append(Problem(ann_path, f"images[{index}]: malformed entry ({error!r}); skipped"))
+            continue
+        raws.setdefault(raw.image_id, raw)
+        raw_list.append(raw)
+
+    seen_ann_ids: set[int] = set()
+    for index, ann in enumerate(data.get("annotations", [])):
+        what = f"annotation id {ann.get('id', f'#{index}')}"
+        try:
+            x, y, w, h = (float(v) for v in ann["bbox"])
+            image_id, cat_id = int(ann["image_id"]), int(ann["category_id"])
+        except (KeyError, TypeError, ValueError) as error:
+            problems.append(Problem(ann_path, f"annotations[{index}]: malformed entry ({error!r}); skipped"))
+            continue
+        if "id" in ann:
+            if ann["id"] in seen_ann_ids:
+                problems.append(Problem(ann_path, f"duplicate annotation id {ann['id']}"))
+            seen_ann_ids.add(ann["id"])
+        if image_id not in raws:
+            problems.append(Problem(ann_path, f"{what}: refers to unknown image id {image_id}; skipped"))
+            continue
+        if cat_id not in label_of:
+            problems.append(Problem(ann_path, f"{what}: unknown category id {cat_id}; skipped"))
+            continue
+        label = label_of[cat_id]
+        raws[image_id].objects.append(
+            RawObject(
+                box=(x, y, x + w, y + h),
+                label=label,
+                ignore=bool(ann.get("iscrowd", 0)),
+                what=f"{what} ({meta.class_names[label]})",
+            )
+        )
+    records, more = build_records(raw_list, verify=verify)
+    return records, meta, problems + more
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        raise DynatssError(f"{path}: COCO annotation file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DynatssError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(data, dict) or "categories" not in data or "images" not in data:
+        raise DynatssError(f"{path}: not a COCO instances file (needs 'images' and 'categories')")
+    return data
+
+
+def _read_categories(data: dict[str, Any], path: Path, problems: list[Problem]) -> DatasetMeta:
+    names: dict[int, str] = {}
+    for index, cat in enumerate(data["categories"]):
+        try:
+            cat_id, name = int(cat["id"]), str(cat["name"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise DynatssError(f"{path}: categories[{index}] is malformed ({error!r})") from None
+        if cat_id in names:
+            problems.append(Problem(path, f"duplicate category id {cat_id} ('{name}'); first one kept"))
+            continue
+        names[cat_id] = name
+    ids = sorted(names)
+    return DatasetMeta(class_names=tuple(names[i] for i in ids), category_ids=tuple(ids))
+
+
+def records_to_coco(records: list[ImageRecord], meta: DatasetMeta) -> dict[str, Any]:
+    """A COCO ground-truth dict (the dataset's own category ids; ignore boxes as ``iscrowd=1``)."""
+    images, annotations = [], []
+    for record in records:
+        images.append(
+            {
+                "id": int(record.image_id),
+                "file_name": record.path.name,
+                "width": int(record.width),
+                "height": int(record.height),
+            }
+        )
+        for box, label, ignore in zip(record.boxes.tolist(), record.labels.tolist(), record.ignore.tolist()):
+            x1, y1, x2, y2 = box
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": int(record.image_id),
+                    "category_id": int(meta.category_ids[label]),
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": int(ignore),
+                }
+            )
+    categories = [
+        {"id": int(cat_id), "name": name, "supercategory": ""}
+        for name, cat_id in zip(meta.class_names, meta.category_ids)
+    ]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def write_coco(records: list[ImageRecord], meta: DatasetMeta, out: Path, split: str) -> None:
+    """Write ``out/annotations/instances_<split>.json`` and link/copy images into ``out/<split>/``."""
+    out = Path(out)
+    for record in records:
+        link_or_copy(record.path, out / split / record.path.name)
+    write_json_atomic(coco_annotation_path(out, split), records_to_coco(records, meta))
