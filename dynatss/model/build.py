@@ -1,0 +1,74 @@
+"""Build the detector from ``ModelConfig`` with plain constructor calls."""
+
+from __future__ import annotations
+
+from dynatss.config import ModelConfig
+from dynatss.errors import DynatssError
+from dynatss.model.anchors import AnchorGenerator
+from dynatss.model.backbone import Backbone
+from dynatss.model.box_coder import BoxCoder
+from dynatss.model.detector import Detector
+from dynatss.model.head import GROUP_NORM_GROUPS, ATSSHead
+from dynatss.model.neck import Neck
+
+# Levels the neck can emit. The backbone gives C3-C5; P6/P7 come from P5 (both or neither).
+MIN_LEVELS = (3, 4, 5)
+MAX_LEVELS = (5, 7)
+
+
+def _check(cfg: ModelConfig) -> None:
+    if cfg.min_level not in MIN_LEVELS:
+        raise DynatssError(f"model.min_level must be one of {MIN_LEVELS}, got {cfg.min_level}")
+    if cfg.max_level not in MAX_LEVELS:
+        raise DynatssError(f"model.max_level must be one of {MAX_LEVELS}, got {cfg.max_level}")
+    # GroupNorm(32) needs >= 2 channels per group: a 1x1 P7 map of a single small image would
+    # otherwise leave one value per group (torch refuses to normalise it).
+    if cfg.head_channels % GROUP_NORM_GROUPS or cfg.head_channels < 2 * GROUP_NORM_GROUPS:
+        raise DynatssError(
+            f"model.head_channels must be a multiple of {GROUP_NORM_GROUPS} and at least "
+            f"{2 * GROUP_NORM_GROUPS}, got {cfg.head_channels}"
+        )
+    if cfg.num_classes < 1:
+        raise DynatssError(f"model.num_classes must be >= 1, got {cfg.num_classes}")
+    if not 0.0 < cfg.prior_prob < 1.0:
+        raise DynatssError(f"model.prior_prob must be in (0, 1), got {cfg.prior_prob}")
+    if any(s <= 0 for s in cfg.anchor_scales) or any(r <= 0 for r in cfg.anchor_ratios):
+        raise DynatssError("model.anchor_scales and model.anchor_ratios must be positive")
+    if len(cfg.box_weights) != 4:
+        raise DynatssError(f"model.box_weights needs 4 numbers, got {cfg.box_weights}")
+
+
+def build_detector(cfg: ModelConfig) -> Detector:
+    """Backbone (C{min_level}..C5) -> FPN (P{min_level}..P{max_level}) -> ATSS head.
+
+    min_level 4 feeds only C4 and C5 to the FPN, so no stride-8 level exists anywhere.
+    """
+    _check(cfg)
+    levels = list(range(cfg.min_level, cfg.max_level + 1))
+    backbone = Backbone(
+        name=cfg.backbone,
+        pretrained=cfg.pretrained,
+        frozen_stages=cfg.frozen_stages,
+        frozen_batchnorm=cfg.frozen_batchnorm,
+        levels=tuple(range(cfg.min_level, 6)),
+    )
+    neck = Neck(
+        in_channels=backbone.out_channels, out_channels=cfg.fpn_channels, with_p6p7=cfg.max_level == 7
+    )
+    anchor_generator = AnchorGenerator(
+        strides=[2**level for level in levels], scales=cfg.anchor_scales, ratios=cfg.anchor_ratios
+    )
+    head = ATSSHead(
+        in_channels=cfg.fpn_channels,
+        num_classes=cfg.num_classes,
+        num_anchors=anchor_generator.num_anchors_per_location,
+        num_levels=len(levels),
+        num_convs=cfg.head_convs,
+        channels=cfg.head_channels,
+        prior_prob=cfg.prior_prob,
+        quality=cfg.quality,
+    )
+    box_coder = BoxCoder(weights=tuple(cfg.box_weights))
+    return Detector(
+        backbone=backbone, neck=neck, head=head, anchor_generator=anchor_generator, box_coder=box_coder
+    )

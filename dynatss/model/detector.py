@@ -1,0 +1,69 @@
+"""The detector: backbone -> FPN neck -> shared ATSS head, plus anchors and the box coder.
+
+``forward`` takes plain 0..255 images (uint8 or float) and normalises them itself, so the data
+pipeline and exported models never deal with ImageNet statistics.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from dynatss.model.anchors import AnchorGenerator
+from dynatss.model.backbone import Backbone
+from dynatss.model.box_coder import BoxCoder
+from dynatss.model.head import ATSSHead
+from dynatss.model.neck import Neck
+from dynatss.model.outputs import HeadOutputs
+
+# ImageNet RGB statistics every torchvision classifier was trained with (weights.transforms()).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PIXEL_MAX = 255.0
+
+
+class Detector(nn.Module):
+    """One-stage detector; ``forward(images [B, 3, H, W] 0..255) -> HeadOutputs``."""
+
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        neck: Neck,
+        head: ATSSHead,
+        anchor_generator: AnchorGenerator,
+        box_coder: BoxCoder,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.neck = neck
+        self.head = head
+        self.anchor_generator = anchor_generator
+        self.box_coder = box_coder
+        self.num_classes = head.num_classes
+        self.quality = head.quality
+        self.strides = list(anchor_generator.strides)
+        # Not persistent: constants, not learnt; checkpoints stay free of them.
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * PIXEL_MAX
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * PIXEL_MAX
+        self.register_buffer("pixel_mean", mean, persistent=False)
+        self.register_buffer("pixel_std", std, persistent=False)
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """[B, 3, H, W] uint8 or float in 0..255 -> ImageNet-normalised float."""
+        images = images.to(self.pixel_mean.dtype)
+        return (images - self.pixel_mean) / self.pixel_std
+
+    def forward(self, images: Tensor) -> HeadOutputs:
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images [B, 3, H, W], got {tuple(images.shape)}")
+        features = self.neck(self.backbone(self.normalize(images)))  # L maps [B, F, h_l, w_l]
+        cls_logits, box_deltas, quality_logits = self.head(features)
+        anchors, num_anchors_per_level = self.anchor_generator(
+            (images.shape[-2], images.shape[-1]),
+            [(f.shape[-2], f.shape[-1]) for f in features],
+            device=box_deltas.device,
+            dtype=box_deltas.dtype,
+        )
+        assert anchors.shape[0] == cls_logits.shape[1], (anchors.shape, cls_logits.shape)
+        return HeadOutputs(cls_logits, box_deltas, quality_logits, anchors, num_anchors_per_level)

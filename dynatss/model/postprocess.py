@@ -1,0 +1,83 @@
+"""Inference post-processing: head outputs -> per-image detections in original image pixels.
+
+score = sigmoid(class logit) * sigmoid(quality logit) (ATSS ranks by class score x centerness;
+the paper's IoU branch plays the same role). Per level, the top ``pre_nms_topk`` (anchor, class)
+scores above ``score_threshold`` are decoded, clipped to the resized image, and class-aware NMS
+keeps the best ``max_detections``. Shapes stay static up to the threshold (top-k over all
+candidates, then the threshold mask), so the same code traces into the exported ONNX graph.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchvision.ops import batched_nms
+
+from dynatss.config import InferenceConfig
+from dynatss.model.box_coder import BoxCoder
+from dynatss.model.outputs import HeadOutputs
+
+Detections = dict[str, Tensor]  # "boxes" [N, 4] xyxy, "scores" [N], "labels" [N] int64
+
+
+def select_candidates(
+    outputs: HeadOutputs, cfg: InferenceConfig, box_coder: BoxCoder
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Top-k (anchor, class) pairs per level for every image, decoded.
+
+    Returns boxes [B, K, 4] (padded input pixels), scores [B, K], labels [B, K], keep [B, K] bool
+    (score above the threshold), K = sum over levels of min(pre_nms_topk, A_l * C).
+    """
+    num_classes = outputs.cls_logits.shape[-1]
+    scores = torch.sigmoid(outputs.cls_logits) * torch.sigmoid(outputs.quality_logits)[..., None]  # [B, A, C]
+    boxes_all, scores_all, labels_all = [], [], []
+    start = 0
+    for count in outputs.num_anchors_per_level:
+        level_scores = scores[:, start : start + count].flatten(1)  # [B, A_l * C]
+        k = min(cfg.pre_nms_topk, level_scores.shape[1])
+        top_scores, top_index = level_scores.topk(k, dim=1)  # [B, k]
+        anchor_index = top_index // num_classes + start  # [B, k]
+        deltas = outputs.box_deltas.gather(1, anchor_index[..., None].expand(-1, -1, 4))  # [B, k, 4]
+        boxes_all.append(box_coder.decode(deltas, outputs.anchors[anchor_index]))  # [B, k, 4]
+        scores_all.append(top_scores)
+        labels_all.append(top_index % num_classes)
+        start += count
+    scores = torch.cat(scores_all, dim=1)  # [B, K]
+    return torch.cat(boxes_all, dim=1), scores, torch.cat(labels_all, dim=1), scores > cfg.score_threshold
+
+
+def clip_boxes(boxes: Tensor, image_sizes: Tensor) -> Tensor:
+    """Clip boxes [B, K, 4] to each image's (height, width) in ``image_sizes`` [B, 2]."""
+    heights = image_sizes[:, 0].to(boxes.dtype)
+    widths = image_sizes[:, 1].to(boxes.dtype)
+    limits = torch.stack((widths, heights, widths, heights), dim=-1)[:, None, :]  # [B, 1, 4]
+    return torch.minimum(boxes, limits).clamp(min=0)
+
+
+def postprocess(
+    outputs: HeadOutputs,
+    image_sizes: Tensor,
+    original_sizes: Tensor,
+    cfg: InferenceConfig,
+    box_coder: BoxCoder,
+) -> list[Detections]:
+    """Detections per image: boxes [N, 4] xyxy in ORIGINAL image pixels, scores [N], labels [N].
+
+    image_sizes [B, 2] (h, w) of the resized images before padding; original_sizes [B, 2] (h, w).
+    """
+    boxes, scores, labels, keep = select_candidates(outputs, cfg, box_coder)
+    boxes = clip_boxes(boxes, image_sizes)  # [B, K, 4]
+    ratios = original_sizes.to(boxes.dtype) / image_sizes.to(boxes.dtype)  # [B, 2] (h, w)
+    scale = torch.stack((ratios[:, 1], ratios[:, 0], ratios[:, 1], ratios[:, 0]), dim=-1)  # [B, 4]
+    results = []
+    for i in range(boxes.shape[0]):
+        image_boxes, image_scores, image_labels = boxes[i][keep[i]], scores[i][keep[i]], labels[i][keep[i]]
+        kept = batched_nms(image_boxes, image_scores, image_labels, cfg.nms_threshold)[: cfg.max_detections]
+        results.append(
+            {
+                "boxes": image_boxes[kept] * scale[i],
+                "scores": image_scores[kept],
+                "labels": image_labels[kept],
+            }
+        )
+    return results
