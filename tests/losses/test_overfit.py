@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torchvision.ops import box_iou
 
 from dynatss.config import AssignConfig, InferenceConfig, LossConfig, ModelConfig
 from dynatss.data.batch import Batch
 from dynatss.losses.criterion import DetectionCriterion
 from dynatss.model.build import build_detector
 from dynatss.model.postprocess import postprocess
-from torchvision.ops import box_iou
 
 SIZE = 128
 
