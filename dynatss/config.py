@@ -46,6 +46,15 @@ class ModelConfig:
     quality: Literal["centerness", "iou"] = "iou"
     prior_prob: float = 0.01
     box_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])
+    # The head (paper Table V, docs/heads.md): "atss" (the paper's), "gfl" (GFLV2: distribution
+    # regression + DGQP), "vfnet" (VarifocalNet: IACS + star-shaped box refinement).
+    head: Literal["atss", "gfl", "vfnet"] = "atss"
+    # GFL: distance bins 0..reg_max strides (GFL: 16); DGQP top-k and hidden width (GFLV2: 4, 64).
+    reg_max: int = 16
+    dgqp_topk: int = 4
+    dgqp_channels: int = 64
+    # VFNet: share of the gradient the star offsets pass on to the initial box (VFNet: 0.1).
+    star_gradient_mul: float = 0.1
 
 
 @dataclass
@@ -77,6 +86,10 @@ class LossConfig:
     vfl_gamma: float = 2.0
     box_weight: float = 2.0
     quality_weight: float = 1.0
+    # GFL head: weight of the distribution focal loss (mmdetection GFL: 0.25).
+    dfl_weight: float = 0.25
+    # VFNet head: weight of the refined boxes' GIoU (mmdetection VFNet: 2.0; initial boxes: box_weight 1.5).
+    box_refine_weight: float = 2.0
 
 
 @dataclass
@@ -135,9 +148,11 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda"
     log_period: int = 20
-    eval_period: int = 5000
+    eval_period: int = 5000  # 0: no evaluation during training (engine helper)
     checkpoint_period: int = 5000
     keep_last: int = 3
+    # torch.use_deterministic_algorithms: bit-exact resume/reruns at some speed cost (engine helper).
+    deterministic: bool = False
 
 
 @dataclass

@@ -9,6 +9,7 @@ from dynatss.model.backbone import Backbone
 from dynatss.model.box_coder import BoxCoder
 from dynatss.model.detector import Detector
 from dynatss.model.head import GROUP_NORM_GROUPS, ATSSHead
+from dynatss.model.head_detector import HeadDetector, build_head
 from dynatss.model.neck import Neck
 
 # Levels the neck can emit. The backbone gives C3-C5; P6/P7 come from P5 (both or neither).
@@ -58,6 +59,12 @@ def build_detector(cfg: ModelConfig) -> Detector:
     anchor_generator = AnchorGenerator(
         strides=[2**level for level in levels], scales=cfg.anchor_scales, ratios=cfg.anchor_ratios
     )
+    box_coder = BoxCoder(weights=tuple(cfg.box_weights))
+    if cfg.head != "atss":
+        head = build_head(cfg, head=cfg.head, strides=anchor_generator.strides)
+        return HeadDetector(
+            backbone=backbone, neck=neck, head=head, anchor_generator=anchor_generator, box_coder=box_coder
+        )
     head = ATSSHead(
         in_channels=cfg.fpn_channels,
         num_classes=cfg.num_classes,
@@ -68,7 +75,6 @@ def build_detector(cfg: ModelConfig) -> Detector:
         prior_prob=cfg.prior_prob,
         quality=cfg.quality,
     )
-    box_coder = BoxCoder(weights=tuple(cfg.box_weights))
     return Detector(
         backbone=backbone, neck=neck, head=head, anchor_generator=anchor_generator, box_coder=box_coder
     )

@@ -63,7 +63,8 @@ class Detector(nn.Module):
             (images.shape[-2], images.shape[-1]),
             [(f.shape[-2], f.shape[-1]) for f in features],
             device=box_deltas.device,
-            dtype=box_deltas.dtype,
+            # At least float32: half-precision anchors lose whole pixels on large inputs under AMP.
+            dtype=torch.promote_types(box_deltas.dtype, torch.float32),
         )
         assert anchors.shape[0] == cls_logits.shape[1], (anchors.shape, cls_logits.shape)
         return HeadOutputs(cls_logits, box_deltas, quality_logits, anchors, num_anchors_per_level)

@@ -15,6 +15,7 @@ from torchvision.ops import batched_nms
 
 from dynatss.config import InferenceConfig
 from dynatss.model.box_coder import BoxCoder
+from dynatss.model.head_outputs import GFLOutputs, VFNetOutputs, as_head_outputs
 from dynatss.model.outputs import HeadOutputs
 
 Detections = dict[str, Tensor]  # "boxes" [N, 4] xyxy, "scores" [N], "labels" [N] int64
@@ -55,7 +56,7 @@ def clip_boxes(boxes: Tensor, image_sizes: Tensor) -> Tensor:
 
 
 def postprocess(
-    outputs: HeadOutputs,
+    outputs: HeadOutputs | GFLOutputs | VFNetOutputs,
     image_sizes: Tensor,
     original_sizes: Tensor,
     cfg: InferenceConfig,
@@ -65,6 +66,7 @@ def postprocess(
 
     image_sizes [B, 2] (h, w) of the resized images before padding; original_sizes [B, 2] (h, w).
     """
+    outputs = as_head_outputs(outputs, box_coder)  # GFL / VFNet outputs as deltas + quality logits
     boxes, scores, labels, keep = select_candidates(outputs, cfg, box_coder)
     boxes = clip_boxes(boxes, image_sizes)  # [B, K, 4]
     ratios = original_sizes.to(boxes.dtype) / image_sizes.to(boxes.dtype)  # [B, 2] (h, w)

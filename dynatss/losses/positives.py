@@ -1,0 +1,84 @@
+"""Steps the GFL and VFNet criteria share with the ATSS one: assign, gather the positives'
+targets, mask crowd regions, normalise, and report assignment statistics.
+
+Assignment is ATSS (``assign.mode`` "atss") or the paper's combined IoUs ("dynamic"), given the
+predicted boxes of the head at hand (detached), so each head runs both rows of Table V.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from dynatss.assign import Assignment, atss_assign, combination_weights, ignored_anchors
+from dynatss.config import AssignConfig
+from dynatss.data.batch import Batch
+from dynatss.losses.criterion import DetectionCriterion, _average_over_processes
+
+
+@dataclass
+class Positives:
+    """The positives of a batch: P (image, anchor) pairs and their GT box and label."""
+
+    assignment: Assignment
+    image_index: Tensor  # [P]
+    anchor_index: Tensor  # [P]
+    target_boxes: Tensor  # [P, 4]
+    target_labels: Tensor  # [P]
+
+    def __len__(self) -> int:
+        return len(self.anchor_index)
+
+
+def assign_positives(config: AssignConfig, anchors: Tensor, num_anchors_per_level: list[int], batch: Batch,
+                     pred_boxes: Tensor, progress: float) -> Positives:
+    """ATSS or Dynamic ATSS assignment with ``pred_boxes`` [B, A, 4] (detached) for the PIoUs."""
+    pred_weight, anchor_weight = combination_weights(config, progress)
+    assignment = atss_assign(
+        anchors, num_anchors_per_level, batch.gt_boxes, batch.gt_valid,
+        None if config.mode == "atss" else pred_boxes.detach(),
+        topk=config.topk, pred_weight=pred_weight, anchor_weight=anchor_weight,
+    )
+    image_index, anchor_index = assignment.positive.nonzero(as_tuple=True)  # [P], [P]
+    gt_index = assignment.gt_index[image_index, anchor_index]  # [P]
+    return Positives(
+        assignment=assignment,
+        image_index=image_index,
+        anchor_index=anchor_index,
+        target_boxes=batch.gt_boxes[image_index, gt_index].float(),
+        target_labels=batch.gt_labels[image_index, gt_index],
+    )
+
+
+def classification_targets(like: Tensor, positives: Positives, values: Tensor) -> Tensor:
+    """[B, A, C] zeros with ``values`` [P] at each positive's (image, anchor, GT class)."""
+    targets = torch.zeros_like(like)
+    targets[positives.image_index, positives.anchor_index, positives.target_labels] = values.to(like.dtype)
+    return targets
+
+
+def without_ignored(loss: Tensor, config: AssignConfig, anchors: Tensor, batch: Batch,
+                    positives: Positives) -> Tensor:
+    """Classification loss [B, A, C] with the anchors inside crowd / difficult regions zeroed."""
+    if not (batch.ignore_valid.numel() and batch.ignore_valid.any()):
+        return loss
+    ignored = ignored_anchors(anchors, batch.ignore_boxes.float(), batch.ignore_valid,
+                              iof_threshold=config.ignore_iof) & ~positives.assignment.positive
+    return loss * (~ignored).unsqueeze(-1)
+
+
+def positive_count(positives: Positives, device: torch.device) -> Tensor:
+    """Number of positives averaged over DDP processes, at least 1 (classification normaliser)."""
+    return _average_over_processes(torch.tensor(float(len(positives)), device=device)).clamp(min=1.0)
+
+
+def weight_normaliser(weights: Tensor) -> Tensor:
+    """Sum of the box-loss weights averaged over processes, at least 1 (mmdetection GFL / VFNet)."""
+    return _average_over_processes(weights.sum()).clamp(min=1.0)
+
+
+def statistics(positives: Positives, batch: Batch, pos_pred_ious: Tensor) -> dict[str, float]:
+    """{"num_pos", "pos_per_gt", "mean_piou", "mean_aiou"}, as the ATSS criterion logs them."""
+    return DetectionCriterion._statistics(positives.assignment, batch, pos_pred_ious)

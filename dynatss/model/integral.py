@@ -1,0 +1,52 @@
+"""Distance (ltrb) box parametrisation shared by the GFL and VFNet heads.
+
+Both heads predict, per anchor, the distances (left, top, right, bottom) from the anchor centre
+to the four sides of the box. GFL (Li et al.) predicts each distance as a discrete distribution
+over the bins 0, 1, ..., reg_max in units of the level stride; the distance is its expectation
+(the "integral"). VFNet predicts the distances directly in pixels.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from dynatss.boxes import box_centers
+
+# GFL: the distributions have reg_max + 1 bins, 0 .. reg_max strides (GFL / GFLV2 default 16).
+DEFAULT_REG_MAX = 16
+
+
+def edge_distributions(reg_distribution: Tensor, reg_max: int) -> Tensor:
+    """Softmax of each edge's logits: [..., 4 * (reg_max + 1)] -> [..., 4, reg_max + 1]."""
+    logits = reg_distribution.unflatten(-1, (4, reg_max + 1))
+    return logits.softmax(dim=-1)
+
+
+def integral(reg_distribution: Tensor, reg_max: int) -> Tensor:
+    """Expected distance of each edge in bins (strides): [..., 4 * (reg_max + 1)] -> [..., 4].
+
+    sum_i P(i) * i over the bins i = 0 .. reg_max (GFL Sec. 3.3), so in [0, reg_max].
+    """
+    probabilities = edge_distributions(reg_distribution, reg_max)  # [..., 4, n]
+    bins = torch.arange(reg_max + 1, device=reg_distribution.device, dtype=probabilities.dtype)
+    return probabilities @ bins  # [..., 4]
+
+
+def anchor_strides(strides: list[int], num_anchors_per_level: list[int], like: Tensor) -> Tensor:
+    """Stride of every anchor: [A] with the dtype and device of ``like``."""
+    per_level = torch.tensor(strides, dtype=like.dtype, device=like.device)  # [L]
+    counts = torch.tensor(num_anchors_per_level, device=like.device)  # [L]
+    return per_level.repeat_interleave(counts, output_size=sum(num_anchors_per_level))
+
+
+def distances_to_boxes(anchors: Tensor, ltrb: Tensor) -> Tensor:
+    """Boxes xyxy from distances to the anchor centres: [A, 4], [..., A, 4] pixels -> [..., A, 4]."""
+    centers = box_centers(anchors)  # [A, 2]
+    return torch.cat((centers - ltrb[..., :2], centers + ltrb[..., 2:]), dim=-1)
+
+
+def boxes_to_distances(anchors: Tensor, boxes: Tensor) -> Tensor:
+    """Distances (l, t, r, b) from the anchor centres to the box sides: [..., 4] -> [..., 4] pixels."""
+    centers = box_centers(anchors)  # [..., 2]
+    return torch.cat((centers - boxes[..., :2], boxes[..., 2:] - centers), dim=-1)

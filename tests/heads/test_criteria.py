@@ -1,0 +1,130 @@
+"""The GFL and VFNet criteria: perfect predictions, no ground truth, crowd regions, assignment modes."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from dynatss.config import AssignConfig, LossConfig
+from dynatss.losses.gfl_criterion import GFLCriterion
+from dynatss.losses.positives import assign_positives
+from dynatss.losses.vfnet_criterion import VFNetCriterion
+from dynatss.model.anchors import AnchorGenerator
+from dynatss.model.head_outputs import GFLOutputs, VFNetOutputs, decode_gfl
+from dynatss.model.integral import boxes_to_distances
+from tests.heads.conftest import scene
+
+STRIDES = [8, 16, 32]
+REG_MAX = 16
+
+
+def _anchors():
+    generator = AnchorGenerator(strides=STRIDES, scales=[4.0], ratios=[1.0])
+    return generator((128, 128), [(16, 16), (8, 8), (4, 4)], torch.device("cpu"), torch.float32)
+
+
+def _gfl_outputs(batch, *, perfect: bool, mode: str = "atss") -> GFLOutputs:
+    """Random outputs, or outputs whose distributions decode to the (single) GT box at every
+    anchor and whose joint score is 1 for the assigned class at the positives, 0 elsewhere."""
+    anchors, counts = _anchors()
+    num = anchors.shape[0]
+    generator = torch.Generator().manual_seed(0)
+    cls_logits = torch.randn(1, num, 2, generator=generator)
+    distribution = torch.randn(1, num, 4 * (REG_MAX + 1), generator=generator)
+    quality = torch.randn(1, num, generator=generator)
+    if perfect:
+        strides = torch.tensor(STRIDES).repeat_interleave(torch.tensor(counts)).float()[:, None]
+        (gt_box,) = batch.gt_boxes[0][batch.gt_valid[0]]
+        bins = (boxes_to_distances(anchors, gt_box) / strides).clamp(0, REG_MAX - 0.1)  # [A, 4]
+        left = bins.floor()
+        probabilities = torch.zeros(num, 4, REG_MAX + 1)
+        probabilities.scatter_(-1, left.long()[..., None], (left + 1 - bins)[..., None])
+        probabilities.scatter_add_(-1, left.long()[..., None] + 1, (bins - left)[..., None])
+        distribution[0] = probabilities.clamp(min=1e-12).log().flatten(1)
+        quality = torch.full_like(quality, 30.0)
+        outputs = GFLOutputs(cls_logits, distribution, quality, anchors, counts, STRIDES)
+        positives = assign_positives(AssignConfig(mode=mode), anchors, counts, batch, decode_gfl(outputs), 0.5)
+        cls_logits = torch.full_like(cls_logits, -30.0)
+        cls_logits[positives.image_index, positives.anchor_index, positives.target_labels] = 30.0
+    return GFLOutputs(cls_logits, distribution, quality, anchors, counts, STRIDES)
+
+
+def _single_gt(batch):
+    return dataclasses.replace(batch, gt_valid=torch.tensor([[False, True]]))
+
+
+@pytest.mark.parametrize("mode", ["atss", "dynamic"])
+def test_gfl_perfect_prediction_costs_little(mode):
+    batch = _single_gt(scene())
+    criterion = GFLCriterion(AssignConfig(mode=mode), LossConfig(), num_classes=2, reg_max=REG_MAX)
+    perfect = criterion(_gfl_outputs(batch, perfect=True, mode=mode), batch, progress=0.5)
+    random = criterion(_gfl_outputs(batch, perfect=False), batch, progress=0.5)
+    assert perfect.stats["num_pos"] > 0 and perfect.stats["mean_piou"] > 0.99
+    assert perfect.terms["loss_box"] < 1e-3 and perfect.terms["loss_cls"] < 1e-3
+    assert perfect.terms["loss_dfl"] < 0.25 * math.log(2) + 1e-3  # DFL's floor: two-bin entropy <= log 2
+    assert perfect.terms["loss_dfl"] < 0.2 * random.terms["loss_dfl"]
+    assert perfect.total < 0.1 * random.total
+
+
+@pytest.mark.parametrize("criterion_type", ["gfl", "vfnet"])
+def test_no_ground_truth_gives_finite_loss_and_gradients(criterion_type):
+    batch = dataclasses.replace(scene(), gt_valid=torch.zeros(1, 2, dtype=torch.bool))
+    anchors, counts = _anchors()
+    num = anchors.shape[0]
+    cls_logits = torch.randn(1, num, 2, requires_grad=True)
+    if criterion_type == "gfl":
+        box_output = torch.randn(1, num, 4 * (REG_MAX + 1), requires_grad=True)
+        outputs = GFLOutputs(cls_logits, box_output, torch.zeros(1, num), anchors, counts, STRIDES)
+        criterion = GFLCriterion(AssignConfig(), LossConfig(), num_classes=2, reg_max=REG_MAX)
+    else:
+        box_output = (10 * torch.rand(1, num, 4)).requires_grad_()
+        outputs = VFNetOutputs(cls_logits, box_output, box_output * 1.1, anchors, counts, STRIDES)
+        criterion = VFNetCriterion(AssignConfig(), LossConfig(classification="vfl"), num_classes=2)
+    result = criterion(outputs, batch, progress=0.0)
+    assert torch.isfinite(result.total) and result.stats["num_pos"] == 0
+    assert result.terms["loss_box"] == 0
+    result.total.backward()
+    assert cls_logits.grad.abs().sum() > 0 and box_output.grad is not None
+
+
+@pytest.mark.parametrize("criterion_type", ["gfl", "vfnet"])
+def test_crowd_regions_are_left_out_of_the_classification_loss(criterion_type):
+    batch = _single_gt(scene())
+    crowd = dataclasses.replace(batch, ignore_boxes=torch.tensor([[[0.0, 0.0, 64.0, 64.0]]]),
+                                ignore_valid=torch.ones(1, 1, dtype=torch.bool))
+    if criterion_type == "gfl":
+        outputs = _gfl_outputs(batch, perfect=False)
+        criterion = GFLCriterion(AssignConfig(), LossConfig(), num_classes=2, reg_max=REG_MAX)
+    else:
+        anchors, counts = _anchors()
+        ltrb = 10 * torch.rand(1, anchors.shape[0], 4, generator=torch.Generator().manual_seed(0))
+        outputs = VFNetOutputs(torch.zeros(1, anchors.shape[0], 2), ltrb, ltrb, anchors, counts, STRIDES)
+        criterion = VFNetCriterion(AssignConfig(), LossConfig(classification="vfl"), num_classes=2)
+    plain, masked = criterion(outputs, batch, 0.0), criterion(outputs, crowd, 0.0)
+    assert masked.terms["loss_cls"] < plain.terms["loss_cls"]
+    assert masked.terms["loss_box"] == plain.terms["loss_box"]
+
+
+def test_vfnet_assignment_uses_the_refined_boxes():
+    """Dynamic mode: PIoUs come from the refined boxes, so they change the positives; ATSS ignores them."""
+    batch = _single_gt(scene())
+    anchors, counts = _anchors()
+    num = anchors.shape[0]
+    gt = batch.gt_boxes[0, 1]
+    good = boxes_to_distances(anchors, gt).clamp(min=0.5)[None]  # every anchor predicts the GT
+    bad = torch.full((1, num, 4), 2.0)
+    cls_logits = torch.zeros(1, num, 2)
+    results = {}
+    for mode in ("atss", "dynamic"):
+        criterion = VFNetCriterion(AssignConfig(mode=mode), LossConfig(classification="vfl"), num_classes=2)
+        for name, refined in (("good", good), ("bad", bad)):
+            output = VFNetOutputs(cls_logits, bad, refined, anchors, counts, STRIDES)
+            results[mode, name] = criterion(output, batch, 0.0).stats
+    assert results["atss", "good"]["num_pos"] == results["atss", "bad"]["num_pos"]
+    assert results["atss", "good"]["mean_aiou"] == results["atss", "bad"]["mean_aiou"]
+    assert results["dynamic", "good"]["mean_piou"] > 0.9 > results["dynamic", "bad"]["mean_piou"]
+    assert results["dynamic", "good"]["num_pos"] != results["dynamic", "bad"]["num_pos"] or (
+        results["dynamic", "good"]["mean_aiou"] != results["dynamic", "bad"]["mean_aiou"])
