@@ -1,0 +1,1 @@
+"""Experiments outside the package: the ablation grid (ablation.py) and torchvision peers (peers.py)."""

@@ -1,0 +1,129 @@
+"""The ablation grid's bookkeeping: variants -> valid configs, results aggregated over seeds, the document."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+
+from dynatss.config import load_config
+from dynatss.errors import DynatssError
+from experiments import ablation
+from experiments.ablation import (
+    BASE_CONFIG,
+    VARIANTS,
+    Row,
+    collect,
+    find_variants,
+    render_table,
+    run_command,
+    variant_overrides,
+    write_results,
+)
+
+COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+def _metrics(ap: float) -> dict[str, float]:
+    return {"AP": ap, "AP50": ap + 0.2, "AP75": ap - 0.05, "APs": -1.0, "APm": ap / 2, "APl": ap + 0.01}
+
+
+def _fake_run(run_dir: Path, *, ap: float | None, max_iter: int, wall_s: float = 120.0) -> None:
+    """A run directory as the engine writes it: config, train lines, an eval line (if finished), run.json."""
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(f"solver:\n  max_iter: {max_iter}\n")
+    lines = [{"type": "train", "iter": i, "loss_box": 1.0 / i, "mean_piou": 0.5 + i / 100} for i in (10, 20)]
+    if ap is not None:
+        lines.append({"type": "eval", "iter": max_iter, "metrics": _metrics(ap), "per_class": {}})
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    info = {"command": "python -m dynatss train x.yaml", "threads": 1, "returncode": 0 if ap is not None else 1,
+            "started": 0.0, "wall_s": wall_s, "machine": {"cores": 2}}
+    (run_dir / "run.json").write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
+def test_every_variant_loads_a_valid_config(variant):
+    overrides = variant_overrides(variant)
+    cfg = load_config(BASE_CONFIG, overrides)
+    for text in overrides:  # each override took effect on the loaded config
+        dotted, value = text.split("=", 1)
+        section, key = dotted.split(".")
+        assert str(getattr(getattr(cfg, section), key)) == value
+    assert (variant.peer is None) == bool(overrides)
+
+
+def test_variant_overrides_follow_the_ablation_files():
+    atss, full, piou = find_variants(["atss", "ciou_qfl_iou", "piou_only"])
+    assert set(variant_overrides(atss)) == {"model.quality=centerness", "assign.mode=atss", "loss.classification=focal"}
+    assert set(variant_overrides(full)) == {"model.quality=iou", "assign.mode=dynamic", "loss.classification=qfl"}
+    assert "assign.mode=piou" in variant_overrides(piou)
+    with pytest.raises(DynatssError, match="unknown"):
+        find_variants(["atss", "nope"])
+
+
+def test_run_command_puts_seed_and_run_dir_last(tmp_path):
+    atss, fcos = find_variants(["atss", "tv_fcos"])
+    command = run_command(atss, base_config=BASE_CONFIG, seed=3, run_dir=tmp_path / "r", extra=["solver.max_iter=7"])
+    assert command[1:4] == ["-m", "dynatss", "train"]
+    assert command[-2:] == ["train.seed=3", f"train.output_dir={tmp_path / 'r'}"]
+    assert "solver.max_iter=7" in command and "assign.mode=atss" in command
+    peer = run_command(fcos, base_config=BASE_CONFIG, seed=0, run_dir=tmp_path / "p", extra=[])
+    assert peer[1].endswith("peers.py") and peer[2] == "fcos"
+    assert not any(part.startswith("assign.") for part in peer)
+
+
+def test_rows_aggregate_mean_and_sample_std_over_seeds(tmp_path):
+    atss, ciou = find_variants(["atss", "atss_ciou"])
+    aps = {0: 0.30, 1: 0.34, 2: 0.35}
+    for seed, ap in aps.items():
+        _fake_run(tmp_path / "atss" / f"seed{seed}", ap=ap, max_iter=50)
+    _fake_run(tmp_path / "atss_ciou" / "seed0", ap=0.40, max_iter=50)
+    _fake_run(tmp_path / "atss_ciou" / "seed1", ap=None, max_iter=50)  # crashed: no eval line
+    rows, infos = collect([atss, ciou], [0, 1, 2], tmp_path, max_iter=50)
+    assert len(infos) == 5
+    mean, std = rows[0].summary("AP")
+    assert math.isclose(mean, 100 * statistics.fmean(aps.values()))
+    assert math.isclose(std, 100 * statistics.stdev(aps.values()))
+    assert rows[0].summary("APs") is None  # COCO's -1: no small objects
+    assert sorted(rows[1].metrics) == [0] and rows[1].failed == [1]
+    # An evaluation at another iteration (an older, shorter grid) does not count as this grid's result.
+    assert collect([atss], [0], tmp_path, max_iter=60)[0][0].metrics == {}
+
+
+def test_table_marks_missing_seeds_and_formats_percent():
+    atss, ciou, fcos = find_variants(["atss", "atss_ciou", "tv_fcos"])
+    rows = [
+        Row(atss, [0, 1], metrics={0: _metrics(0.30), 1: _metrics(0.32)}, wall_s={0: 60.0, 1: 180.0}),
+        Row(ciou, [0, 1], metrics={1: _metrics(0.41)}),
+        Row(fcos, [0, 1]),
+    ]
+    lines = render_table(rows).splitlines()
+    assert lines[0].split("|")[3:9] == [f" {c} " for c in COLUMNS]
+    atss_cells = [cell.strip() for cell in lines[2].split("|")]
+    assert atss_cells[2] == "2/2"
+    assert atss_cells[3] == f"{31.0:.1f} ± {100 * statistics.stdev([0.30, 0.32]):.1f}"
+    assert atss_cells[6] == "-" and atss_cells[-2] == "2.0"  # APs -1 -> "-"; mean of 1 and 3 minutes
+    ciou_cells = [cell.strip() for cell in lines[3].split("|")]
+    assert ciou_cells[2] == "1/2 (missing seed 0)" and ciou_cells[3] == "41.0"
+    fcos_cells = [cell.strip() for cell in lines[4].split("|")]
+    assert fcos_cells[2] == "0/2 (missing seed 0, 1)" and set(fcos_cells[3:-1]) == {"-"}
+
+
+def test_document_has_table_figures_commands_and_machine(tmp_path):
+    variants = find_variants(["atss", "atss_ciou", "tv_fcos"])
+    for name in ("atss", "atss_ciou"):
+        for seed in (0, 1):
+            _fake_run(tmp_path / "runs" / name / f"seed{seed}", ap=0.3 + seed / 10, max_iter=20)
+    grid = {"seeds": [0, 1], "jobs": 2, "invocations": ["python experiments/ablation.py --seeds 0,1"]}
+    (tmp_path / "runs" / ablation.GRID_FILE).write_text(json.dumps(grid))
+    doc = write_results(variants, [0, 1], tmp_path / "runs", tmp_path / "docs" / "results.md", max_iter=20)
+    text = doc.read_text()
+    for figure in ("loss_box.png", "mean_piou.png"):
+        assert (tmp_path / "docs" / "results" / figure).stat().st_size > 1000
+        assert f"(results/{figure})" in text
+    assert "| torchvision FCOS | 0/2 (missing seed 0, 1) |" in text
+    assert "python experiments/ablation.py --seeds 0,1" in text and "python -m dynatss train x.yaml" in text
+    assert "cores: 2" in text and "4 runs, 8.0 min of run wall time" in text
