@@ -259,6 +259,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             data = yaml.safe_load(path.read_text()) or {}
         except FileNotFoundError:
             raise DynatssError(f"{path}: config file not found") from None
+        except OSError as error:
+            raise DynatssError(f"{path}: cannot read the config ({error.strerror})") from None
         except yaml.YAMLError as error:
             raise DynatssError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from None
         if not isinstance(data, dict):

@@ -1,0 +1,78 @@
+"""`dynatss train`, `dynatss eval` and `dynatss demo`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+class _IntermixedParser(argparse.ArgumentParser):
+    """Lets ``key=value`` overrides come before and after the options (``cfg.yaml --resume a=1``).
+
+    Plain argparse stops filling a ``nargs="*"`` positional at the first option; its intermixed
+    mode does not, but cannot be used on the top-level parser (it has sub-commands).
+    """
+
+    _intermixed_active = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixed_active:  # parse_known_intermixed_args calls back into this method
+            return super().parse_known_args(args, namespace)
+        self._intermixed_active = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixed_active = False
+
+
+def _add_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(name, help=help)
+    parser.__class__ = _IntermixedParser
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from dynatss.config import load_config
+    from dynatss.engine.train import train
+
+    overrides = list(args.overrides)
+    if args.output_dir:
+        overrides.append(f"train.output_dir={args.output_dir}")
+    train(load_config(args.config, overrides), resume=args.resume)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from dynatss.config import load_config
+    from dynatss.engine.commands import run_eval
+
+    run_eval(load_config(args.config, args.overrides), args.weights, split=args.split, output=args.output)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from dynatss.engine.commands import run_demo
+
+    run_demo(args.output_dir, args.overrides)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = _add_parser(subparsers, "train", help="train a detector from a YAML config")
+    train.add_argument("config", help="YAML config file (configs/*.yaml)")
+    train.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
+    train.add_argument("--output-dir", help="run directory (default: train.output_dir)")
+    train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pth")
+    train.set_defaults(func=_train)
+
+    evaluate = _add_parser(subparsers, "eval", help="COCO metrics of a checkpoint on a dataset split")
+    evaluate.add_argument("config", help="YAML config file (the one the model was trained with)")
+    evaluate.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
+    evaluate.add_argument("--weights", required=True, help="checkpoint (.pth) or .safetensors file")
+    evaluate.add_argument("--split", help="dataset split (default: data.val_split)")
+    evaluate.add_argument("--output", help="detections JSON (default: RUN_DIR/eval/detections_SPLIT.json)")
+    evaluate.set_defaults(func=_eval)
+
+    demo = _add_parser(subparsers, "demo", help="train and evaluate on built-in synthetic data (CPU, minutes)")
+    demo.add_argument("overrides", nargs="*", help="key.sub=value overrides of configs/demo.yaml")
+    demo.add_argument("--output-dir", default="runs/demo", help="run directory (default: runs/demo)")
+    demo.set_defaults(func=_demo)

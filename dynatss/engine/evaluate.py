@@ -1,0 +1,160 @@
+"""COCO-style evaluation: run the detector over a split, gather across ranks, score with faster-coco-eval.
+
+Detections are converted to the dataset's own category ids (``meta.category_ids``) and to xywh
+boxes in original-image pixels, so the JSON written is a standard COCO results file.
+Metrics are fractions in [0, 1]; COCO reports -1 for a metric with no ground truth (e.g. APs when
+there are no small objects).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from faster_coco_eval import COCO, COCOeval_faster
+from torch import nn
+from tqdm import tqdm
+
+from dynatss.config import Config
+from dynatss.data.batch import Batch
+from dynatss.data.coco_io import records_to_coco
+from dynatss.data.records import DatasetMeta, ImageRecord
+from dynatss.engine.distributed import all_gather_objects
+from dynatss.engine.precision import autocast_context, float_outputs
+from dynatss.model.postprocess import postprocess
+
+# COCOeval's summary vector, in order (bbox, maxDets 1/10/100).
+METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+@dataclass
+class EvalResult:
+    """metrics: {"AP", "AP50", ...} fractions; per_class: {class name: AP}; detections: COCO results."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    per_class: dict[str, float] = field(default_factory=dict)
+    detections: list[dict] = field(default_factory=list)
+
+
+def detections_to_coco(
+    image_id: int, boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, meta: DatasetMeta
+) -> list[dict]:
+    """One image's detections (xyxy original pixels, contiguous labels) as COCO result dicts."""
+    boxes_xywh = boxes.detach().float().cpu().clone()  # [N, 4]
+    boxes_xywh[:, 2:] -= boxes_xywh[:, :2]
+    return [
+        {
+            "image_id": int(image_id),
+            "category_id": int(meta.category_ids[int(label)]),
+            "bbox": [round(float(v), 2) for v in box],
+            "score": round(float(score), 5),
+        }
+        for box, score, label in zip(boxes_xywh.tolist(), scores.tolist(), labels.tolist())
+    ]
+
+
+@torch.no_grad()
+def predict_split(
+    model: nn.Module, loader: Iterable[Batch], meta: DatasetMeta, cfg: Config, device: torch.device
+) -> dict[int, list[dict]]:
+    """This rank's detections per image id: ``{image_id: [COCO result dict, ...]}``."""
+    was_training = model.training
+    model.eval()
+    autocast = autocast_context(cfg, device)
+    per_image: dict[int, list[dict]] = {}
+    for batch in tqdm(loader, desc="eval", leave=False, dynamic_ncols=True, disable=None):
+        batch = batch.to(device)
+        with autocast:
+            outputs = model(batch.images)
+        results = postprocess(float_outputs(outputs), batch.image_sizes, batch.original_sizes, cfg.inference, model.box_coder)
+        for image_id, result in zip(batch.image_ids.tolist(), results):
+            per_image[image_id] = detections_to_coco(
+                image_id, result["boxes"], result["scores"], result["labels"], meta
+            )
+    model.train(was_training)
+    return per_image
+
+
+def coco_metrics(
+    gt: dict, detections: list[dict], meta: DatasetMeta
+) -> tuple[dict[str, float], dict[str, float]]:
+    """COCO box metrics and per-class AP (classes without ground truth are left out)."""
+    quiet = io.StringIO()
+    with contextlib.redirect_stdout(quiet):
+        coco_gt = COCO(gt, print_function=lambda *args, **kwargs: None)
+        coco_dt = coco_gt.loadRes([dict(d) for d in detections])
+        evaluator = COCOeval_faster(coco_gt, coco_dt, "bbox", print_function=lambda *a, **k: None)
+        evaluator.run()
+    stats = np.asarray(evaluator.stats, dtype=float)
+    metrics = {name: float(value) for name, value in zip(METRIC_NAMES, stats)}
+    # precision: [T IoU thresholds, R recall points, K classes, A area ranges, M max-dets]
+    precision = np.asarray(evaluator.eval["precision"])
+    category_index = {cat_id: k for k, cat_id in enumerate(evaluator.params.catIds)}
+    per_class = {}
+    for name, category_id in zip(meta.class_names, meta.category_ids):
+        if category_id not in category_index:
+            continue
+        values = precision[:, :, category_index[category_id], 0, -1]
+        values = values[values > -1]
+        if values.size:
+            per_class[name] = float(values.mean())
+    return metrics, per_class
+
+
+def evaluate(
+    model: nn.Module,
+    loader: Iterable[Batch],
+    records: list[ImageRecord],
+    meta: DatasetMeta,
+    cfg: Config,
+    device: torch.device,
+) -> EvalResult:
+    """Detect on every image of ``loader``, gather all ranks' results, score them against ``records``.
+
+    ``model`` is the plain (not DDP-wrapped) detector. Under DDP every rank predicts its shard and
+    rank 0 computes the metrics; the other ranks get an empty :class:`EvalResult`. Images that the
+    sampler repeated to even out shards are counted once.
+    """
+    per_image = predict_split(model, loader, meta, cfg, device)
+    gathered = all_gather_objects(per_image)
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return EvalResult()
+    merged: dict[int, list[dict]] = {}
+    for part in gathered:
+        for image_id, detections in part.items():
+            merged.setdefault(image_id, detections)
+    detections = [d for image_id in sorted(merged) for d in merged[image_id]]
+    metrics, per_class = coco_metrics(records_to_coco(records, meta), detections, meta)
+    return EvalResult(metrics=metrics, per_class=per_class, detections=detections)
+
+
+def write_detections(detections: list[dict], path: str | Path) -> Path:
+    """Write a COCO results JSON (dataset category ids, xywh original pixels)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(detections))
+    temporary.replace(path)
+    return path
+
+
+def format_table(result: EvalResult) -> str:
+    """The COCO summary and per-class AP as a plain-text table (percent, like the paper's tables)."""
+
+    def percent(value: float) -> str:
+        return f"{100 * value:6.2f}" if value >= 0 else "   n/a"
+
+    names = METRIC_NAMES[:9]
+    lines = [" ".join(f"{name:>6}" for name in names), " ".join(percent(result.metrics[n]) for n in names)]
+    if result.per_class:
+        width = max(len(name) for name in result.per_class)
+        lines.append("")
+        lines.append(f"{'class':<{width}}     AP")
+        lines += [f"{name:<{width}} {percent(ap)}" for name, ap in result.per_class.items()]
+    return "\n".join(lines)

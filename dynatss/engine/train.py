@@ -1,0 +1,251 @@
+"""The training loop, top to bottom: set up, then one function that steps, logs, checkpoints, evaluates.
+
+Extension points are explicit arguments of :func:`train` (``criterion_override``), not hooks.
+Resume is exact on CPU: the checkpoint holds every state the loop updates (see state.py), the
+data loader restarts at ``start_iter`` and the lr schedule is a pure function of the iteration.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from dynatss.config import Config, save_config
+from dynatss.data.loader import build_test_loader, build_train_loader
+from dynatss.data.problems import summarize_problems
+from dynatss.engine import checkpoint as ckpt
+from dynatss.engine.build import (
+    build_criterion,
+    build_model,
+    load_split,
+    prepare_synthetic,
+    resolve_device,
+    with_num_classes,
+)
+from dynatss.engine.distributed import (
+    DistributedContext,
+    any_rank,
+    cleanup_distributed,
+    mean_over_ranks,
+    per_rank_batch_size,
+    setup_distributed,
+)
+from dynatss.engine.evaluate import EvalResult, evaluate, format_table, write_detections
+from dynatss.engine.precision import autocast_context, float_outputs
+from dynatss.engine.run_logger import RunLogger, WindowAverage
+from dynatss.engine.state import TrainState
+from dynatss.errors import DynatssError
+from dynatss.losses.criterion import LossOutput
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    iteration: int
+    final_eval: EvalResult | None
+    best_ap: float
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Same seed on every rank: identical initial weights, reproducible runs."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by cuBLAS
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def check_schedule(cfg: Config) -> None:
+    """Periods and lengths that would crash or silently do nothing are user errors."""
+    solver, run = cfg.solver, cfg.train
+    for name, value, minimum in (
+        ("solver.max_iter", solver.max_iter, 1), ("solver.batch_size", solver.batch_size, 1),
+        ("train.log_period", run.log_period, 1), ("train.checkpoint_period", run.checkpoint_period, 1),
+        ("train.eval_period", run.eval_period, 0), ("train.keep_last", run.keep_last, 1),
+        ("solver.warmup_iters", solver.warmup_iters, 0),
+    ):  # fmt: skip
+        if value < minimum:
+            raise DynatssError(f"{name} must be at least {minimum}, got {value}")
+
+
+def _train_batches(records, cfg: Config, ctx: DistributedContext, device: torch.device, start_iter: int):
+    """The infinite stream of training batches, positioned at ``start_iter``."""
+    kwargs = dict(
+        batch_size=per_rank_batch_size(cfg.solver.batch_size, ctx.world_size),
+        seed=cfg.train.seed,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+        pin_memory=device.type == "cuda",
+    )
+    return iter(build_train_loader(records, cfg.data, start_iter=start_iter, **kwargs))
+
+
+def _prepare_run_dir(cfg: Config, run_dir: Path, ctx: DistributedContext) -> None:
+    if ctx.is_main:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+
+
+def _print(ctx: DistributedContext, text: str) -> None:
+    if ctx.is_main:
+        print(text, flush=True)
+
+
+def _resume(state: TrainState, run_dir: Path, ctx: DistributedContext) -> None:
+    path = run_dir / "checkpoints" / ckpt.LAST_NAME
+    if not path.is_file():
+        _print(ctx, f"resume: no checkpoint at {path}; starting from iteration 0")
+        return
+    try:
+        state.restore(ckpt.load_checkpoint(path))
+    except (RuntimeError, KeyError, ValueError) as error:  # e.g. another model or dataset
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DynatssError(f"{path}: cannot resume this run from it ({detail})") from None
+    _print(ctx, f"resume: continuing from {path} at iteration {state.iteration}")
+
+
+def train(
+    cfg: Config,
+    *,
+    resume: bool = False,
+    criterion_override: Callable[..., LossOutput] | None = None,
+) -> TrainResult:
+    """Train ``cfg`` into ``cfg.train.output_dir`` (the run dir); returns the final evaluation.
+
+    ``criterion_override`` replaces the configured DetectionCriterion (tests, experiments).
+    Raises DynatssError if a loss becomes NaN/inf (the last good checkpoint is kept).
+    """
+    device_type = resolve_device(cfg.train.device).type
+    ctx = setup_distributed(device_type)
+    try:
+        return _train(cfg, ctx, resolve_device(cfg.train.device, ctx.local_rank), resume, criterion_override)
+    finally:
+        cleanup_distributed()
+
+
+def _train(cfg, ctx, device, resume, criterion_override) -> TrainResult:
+    check_schedule(cfg)
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    if cfg.data.format == "synthetic":
+        prepare_synthetic(cfg.data, is_main=ctx.is_main)
+    train_set = load_split(cfg.data, cfg.data.train_split)
+    val_set = load_split(cfg.data, cfg.data.val_split)
+    for name, split in (("train", train_set), ("val", val_set)):
+        _print(ctx, f"data {name} ({cfg.data.format}:{cfg.data.root}/{getattr(cfg.data, name + '_split')}): "
+               f"{len(split.records)} images; {summarize_problems(split.problems)}")
+    if not train_set.records:
+        raise DynatssError(f"{cfg.data.root}: no usable training images in split '{cfg.data.train_split}'")
+    meta = train_set.meta
+    cfg = with_num_classes(cfg, meta)
+    run_dir = Path(cfg.train.output_dir)
+    _prepare_run_dir(cfg, run_dir, ctx)
+
+    per_rank = per_rank_batch_size(cfg.solver.batch_size, ctx.world_size)
+    amp = cfg.solver.amp if device.type == "cuda" else "none (solver.amp needs CUDA)"
+    _print(ctx, f"device {device} x {ctx.world_size} process(es), {per_rank} images each per step, amp {amp}")
+    model = build_model(cfg, device)
+    criterion = criterion_override or build_criterion(cfg, model)
+    state = TrainState.create(model, cfg, device)
+    if resume:
+        _resume(state, run_dir, ctx)
+    train_model = model
+    if ctx.world_size > 1:
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    batches = _train_batches(train_set.records, cfg, ctx, device, state.iteration)
+    test_loader = build_test_loader(
+        val_set.records, cfg.data, batch_size=per_rank_batch_size(cfg.solver.batch_size, ctx.world_size),
+        rank=ctx.rank, world_size=ctx.world_size,
+    )
+    logger = RunLogger(run_dir, enabled=ctx.is_main, max_iter=cfg.solver.max_iter, start_iter=state.iteration)
+    try:
+        final = _loop(cfg, ctx, device, state, train_model, criterion, batches, test_loader, val_set, meta, logger)
+    finally:
+        logger.close()
+    if final is not None and ctx.is_main:
+        write_detections(final.detections, run_dir / "eval" / "detections.json")
+        print(format_table(final), flush=True)
+    return TrainResult(run_dir=run_dir, iteration=state.iteration, final_eval=final, best_ap=state.best_ap)
+
+
+def _loop(cfg, ctx, device, state, train_model, criterion, batches, test_loader, val_set, meta, logger):
+    """Step until ``solver.max_iter``; log, checkpoint and evaluate on their periods and at the end."""
+    solver, run = cfg.solver, cfg.train
+    checkpoint_dir = Path(run.output_dir) / "checkpoints"
+    autocast = autocast_context(cfg, device)
+    window = WindowAverage()
+    final: EvalResult | None = None
+    train_model.train()
+    while state.iteration < solver.max_iter:
+        started = time.perf_counter()
+        batch = next(batches).to(device, non_blocking=True)
+        lr = state.optimizer.param_groups[0]["lr"]
+        losses = _step(state, train_model, criterion, batch, cfg, autocast, device)
+        state.iteration += 1
+        window.add({"lr": lr, **losses, "seconds": time.perf_counter() - started})
+        logger.step()
+        done = state.iteration == solver.max_iter
+        if state.iteration % run.log_period == 0 or done:
+            values = mean_over_ranks(window.pop(), device)
+            # Step time only (data + forward + backward), not evaluation or checkpointing.
+            values["images_per_s"] = solver.batch_size / max(values.pop("seconds"), 1e-9)
+            logger.train(state.iteration, values)
+        # Evaluate before checkpointing so the checkpoint carries the updated best AP.
+        if run.eval_period > 0 and (state.iteration % run.eval_period == 0 or done):
+            final = _evaluate(cfg, ctx, device, state, test_loader, val_set, meta, logger, checkpoint_dir)
+        if ctx.is_main and (state.iteration % run.checkpoint_period == 0 or done):
+            ckpt.save_periodic(state.checkpoint(cfg, meta), checkpoint_dir, keep_last=run.keep_last)
+    return final
+
+
+def _step(state, train_model, criterion, batch, cfg, autocast, device) -> dict[str, float]:
+    """One SGD step; returns the logged values. Stops the run on a NaN/inf loss before any update."""
+    with autocast:
+        outputs = train_model(batch.images)
+    result = criterion(float_outputs(outputs), batch, state.iteration / cfg.solver.max_iter)
+    if any_rank(not bool(torch.isfinite(result.total)), device):
+        raise DynatssError(
+            f"loss is {result.total.item()} at iteration {state.iteration + 1}; stopped "
+            f"(last good checkpoint kept in {cfg.train.output_dir}/checkpoints; try a lower solver.base_lr)"
+        )
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scaler.scale(result.total).backward()
+    if cfg.solver.clip_grad_norm is not None:
+        state.scaler.unscale_(state.optimizer)
+        nn.utils.clip_grad_norm_(state.model.parameters(), cfg.solver.clip_grad_norm)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    state.scheduler.step()
+    if state.ema is not None:
+        state.ema.update_parameters(state.model)
+    values = {"loss": float(result.total.detach())}
+    values.update({key: float(value) for key, value in result.terms.items()})
+    values.update({key: float(value) for key, value in result.stats.items()})
+    return values
+
+
+def _evaluate(cfg, ctx, device, state, test_loader, val_set, meta, logger, checkpoint_dir) -> EvalResult | None:
+    """Evaluate the (EMA) weights on the validation split; keep best.pth by AP (main process)."""
+    if not val_set.records:
+        logger.message(f"eval skipped: split '{cfg.data.val_split}' has no images")
+        return None
+    result = evaluate(state.eval_model, test_loader, val_set.records, meta, cfg, device)
+    if ctx.is_main:
+        ap = result.metrics["AP"]
+        logger.eval(state.iteration, result.metrics, result.per_class)
+        logger.message(f"iter {state.iteration}: AP {100 * ap:.2f}  AP50 {100 * result.metrics['AP50']:.2f}")
+        if not math.isnan(ap) and ap > state.best_ap:
+            state.best_ap = ap
+            ckpt.save_checkpoint(state.best_checkpoint(cfg, meta, result.metrics), checkpoint_dir / ckpt.BEST_NAME)
+    return result

@@ -1,0 +1,53 @@
+import json
+
+from dynatss.cli.main import main
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_train_then_eval_from_the_command_line(tiny_config, tmp_path, capsys):
+    run_dir = tmp_path / "cli-run"
+    assert main(["train", str(tiny_config), "--output-dir", str(run_dir), "solver.base_lr=0.005"]) == 0
+    out = capsys.readouterr().out
+    assert "AP50" in out  # the final COCO table
+    assert "base_lr: 0.005" in (run_dir / "config.yaml").read_text()
+    weights = run_dir / "checkpoints" / "last.pth"
+    assert weights.is_file()
+
+    output = tmp_path / "dets.json"
+    assert main(["eval", str(tiny_config), "--weights", str(weights), "--split", "val",
+                 "--output", str(output)]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "AP50" in out and str(output) in out
+    detections = json.loads(output.read_text())
+    assert isinstance(detections, list)
+    assert all(set(d) == {"image_id", "category_id", "bbox", "score"} for d in detections)
+    # the training run's final evaluation and the eval command agree on the detections
+    assert detections == json.loads((run_dir / "eval" / "detections.json").read_text())
+
+
+def test_eval_with_a_truncated_checkpoint_exits_2_with_one_line(tiny_config, tmp_path, capsys):
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"PK\x03\x04" + b"\x00" * 100)
+    assert main(["eval", str(tiny_config), "--weights", str(broken)]) == 2
+    err = one_line_error(capsys)
+    assert "broken.pth" in err and "checkpoint" in err
+
+
+def test_eval_with_a_missing_checkpoint_exits_2(tiny_config, tmp_path, capsys):
+    assert main(["eval", str(tiny_config), "--weights", str(tmp_path / "nope.pth")]) == 2
+    assert "nope.pth: checkpoint not found" in one_line_error(capsys)
+
+
+def test_train_with_a_misspelt_override_exits_2_with_a_suggestion(tiny_config, capsys):
+    assert main(["train", str(tiny_config), "solver.bse_lr=0.1"]) == 2
+    assert "did you mean 'base_lr'" in one_line_error(capsys)
+
+
+def test_train_with_a_missing_config_exits_2(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml: config file not found" in one_line_error(capsys)

@@ -1,0 +1,90 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dynatss.config import load_config
+from dynatss.data.datasets import read_dataset
+from dynatss.data.loader import build_test_loader
+from dynatss.data.records import DatasetMeta, ImageRecord
+from dynatss.engine.evaluate import coco_metrics, detections_to_coco, evaluate, format_table
+from dynatss.model.build import build_detector
+
+from .tiny import tiny_overrides
+
+META = DatasetMeta(class_names=("cat", "dog"), category_ids=(17, 42))
+
+
+def records() -> list[ImageRecord]:
+    return [
+        ImageRecord(
+            image_id=5, path=Path("a.png"), width=200, height=100,
+            boxes=np.array([[10, 10, 60, 50], [100, 20, 190, 90]], np.float32),
+            labels=np.array([0, 1], np.int64), ignore=np.zeros(2, bool),
+        ),
+        ImageRecord(
+            image_id=9, path=Path("b.png"), width=120, height=120,
+            boxes=np.array([[0, 0, 100, 110]], np.float32),
+            labels=np.array([1], np.int64), ignore=np.zeros(1, bool),
+        ),
+    ]  # fmt: skip
+
+
+def perfect_detections() -> list[dict]:
+    detections = []
+    for record in records():
+        detections += detections_to_coco(
+            record.image_id, torch.from_numpy(record.boxes), torch.ones(len(record.labels)),
+            torch.from_numpy(record.labels), META,
+        )
+    return detections
+
+
+def gt() -> dict:
+    from dynatss.data.coco_io import records_to_coco
+
+    return records_to_coco(records(), META)
+
+
+def test_detections_use_dataset_category_ids_and_xywh():
+    result = detections_to_coco(
+        3, torch.tensor([[10.0, 20.0, 40.0, 60.0]]), torch.tensor([0.5]), torch.tensor([1]), META
+    )
+    assert result == [{"image_id": 3, "category_id": 42, "bbox": [10.0, 20.0, 30.0, 40.0], "score": 0.5}]
+
+
+def test_perfect_detections_give_ap_one():
+    metrics, per_class = coco_metrics(gt(), perfect_detections(), META)
+    for name in ("AP", "AP50", "AP75", "AR100"):
+        assert metrics[name] == pytest.approx(1.0)
+    assert per_class == pytest.approx({"cat": 1.0, "dog": 1.0})
+
+
+def test_wrong_class_scores_zero_for_that_class():
+    detections = perfect_detections()
+    for d in detections:
+        if d["category_id"] == 17:
+            d["category_id"] = 42
+    metrics, per_class = coco_metrics(gt(), detections, META)
+    assert per_class["cat"] == 0.0
+    assert 0.0 < metrics["AP"] < 1.0
+
+
+def test_no_detections_give_ap_zero_without_crashing():
+    metrics, per_class = coco_metrics(gt(), [], META)
+    assert metrics["AP"] == 0.0 and metrics["AP50"] == 0.0 and metrics["AR100"] == 0.0
+    assert per_class == {"cat": 0.0, "dog": 0.0}
+    assert "AP50" in format_table(type("R", (), {"metrics": metrics, "per_class": per_class})())
+
+
+def test_evaluate_runs_the_model_and_handles_no_detections(synthetic_root, tmp_path):
+    cfg = load_config(None, tiny_overrides(synthetic_root, tmp_path) + ["inference.score_threshold=1.1"])
+    dataset = read_dataset("coco", synthetic_root, "val")
+    cfg.model.num_classes = dataset.meta.num_classes
+    model = build_detector(cfg.model)
+    loader = build_test_loader(dataset.records, cfg.data, batch_size=2)
+    result = evaluate(model, loader, dataset.records, dataset.meta, cfg, torch.device("cpu"))
+    assert result.detections == []
+    assert result.metrics["AP"] == 0.0
+    assert model.training  # evaluate restores the mode it found
