@@ -31,10 +31,10 @@ import torch
 import torchvision
 import yaml
 
+from dynatss.atomic import atomic_write_text
 from dynatss.config import load_config
 from dynatss.errors import DynatssError
 from dynatss.tools.compare import group_runs, plot_groups
-from dynatss.tools.files import atomic_write_text
 from dynatss.tools.plots import ASSIGN_PANELS, LOSS_BOX
 from dynatss.tools.runs import COCO_COLUMNS, RunLog, read_run
 
@@ -73,6 +73,10 @@ VARIANTS = (
     Variant("ciou_vfl", "CIoU+VFL"),
     Variant("ciou_qfl_iou", "CIoU+QFL+IoU branch (Dynamic ATSS)"),
     Variant("ciou_vfl_iou", "CIoU+VFL+IoU branch"),
+    Variant("gflv2", "GFLV2 (Table V)"),
+    Variant("gflv2_ciou", "GFLV2+CIoU (Table V)"),
+    Variant("vfnet", "VFNet (Table V)"),
+    Variant("vfnet_ciou", "VFNet+CIoU (Table V)"),
     Variant("tv_fcos", "torchvision FCOS", peer="fcos"),
     Variant("tv_retinanet", "torchvision RetinaNet", peer="retinanet"),
 )

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from PIL import Image
+
+from dynatss.atomic import atomic_write_text
 
 # EXIF orientations 5-8 rotate by 90 degrees: the displayed image has width and height swapped.
 _EXIF_ORIENTATION_TAG = 0x0112
@@ -70,18 +71,7 @@ def image_sizes(paths: list[Path], *, verify: bool = False) -> list[tuple[int, i
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file, fsync and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

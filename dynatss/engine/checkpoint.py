@@ -8,7 +8,6 @@ the dataset meta. Everything is stored as tensors / lists / numbers so that the 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dynatss.atomic import atomic_path
 from dynatss.data.records import DatasetMeta
 from dynatss.errors import DynatssError
 
@@ -85,43 +85,17 @@ def meta_from_dict(data: dict[str, list]) -> DatasetMeta:
 # Writing
 
 
-@contextlib.contextmanager
-def _atomic_target(path: Path):
-    """Yield a temporary path beside ``path``; on success fsync it and rename it onto ``path``.
-
-    On any failure the temporary file is removed and ``path`` (the previous checkpoint) is left
-    untouched: a crash or a full disk mid-write never destroys the last good checkpoint.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        yield temporary
-        with open(temporary, "rb+") as handle:
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable (not possible everywhere)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-
-
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
     path = Path(path)
-    with _atomic_target(path) as temporary:
+    with atomic_path(path) as temporary:
         torch.save(state, temporary)
     return path
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
     """Make ``target`` hold the same bytes as ``source``, atomically (hard link, else a copy)."""
-    with _atomic_target(target) as temporary:
+    with atomic_path(target) as temporary:
         try:
             os.link(source, temporary)
         except OSError:
@@ -195,11 +169,11 @@ def save_safetensors(
     from safetensors.torch import save_model
 
     path = Path(path)
-    with _atomic_target(path) as temporary:
+    with atomic_path(path) as temporary:
         save_model(model, str(temporary))
     if config is not None and meta is not None:
         sidecar = sidecar_path(path)
-        with _atomic_target(sidecar) as temporary:
+        with atomic_path(sidecar) as temporary:
             temporary.write_text(json.dumps({"config": config, "meta": meta_to_dict(meta)}, indent=1))
     return path
 

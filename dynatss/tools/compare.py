@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dynatss.atomic import atomic_write_text
 from dynatss.errors import DynatssError
-from dynatss.tools.files import atomic_write_text
 from dynatss.tools.plots import ASSIGN_PANELS, LOSS_BOX, LOSS_PANELS, Curve, Panel, plot_panels
 from dynatss.tools.runs import COCO_COLUMNS, RunLog, flatten, read_run
 

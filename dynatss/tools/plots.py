@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
-from dynatss.tools.files import atomic_write_bytes
+from dynatss.atomic import atomic_write_bytes
 
 RAW_ALPHA = 0.25
 BAND_ALPHA = 0.15

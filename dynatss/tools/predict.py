@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from dynatss.atomic import atomic_write_bytes, atomic_write_text
 from dynatss.config import Config
 from dynatss.data.records import DatasetMeta
 from dynatss.errors import DynatssError
-from dynatss.tools.files import atomic_write_bytes, atomic_write_text
 from dynatss.tools.images import (
     IMAGE_SUFFIXES,
     draw_detections,

@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 from torchvision.utils import draw_bounding_boxes
 
+from dynatss.atomic import atomic_write_bytes, atomic_write_text
 from dynatss.errors import DynatssError
 from dynatss.tools.compare import format_value
 from dynatss.tools.document import Document
-from dynatss.tools.files import atomic_write_bytes, atomic_write_text
 from dynatss.tools.images import draw_detections, encode_image, read_image
 from dynatss.tools.plots import ASSIGN_PANELS, LOSS_BOX, LOSS_PANELS, Curve, Panel, plot_panels
 from dynatss.tools.runs import COCO_COLUMNS, RunLog, flatten, read_run

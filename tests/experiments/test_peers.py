@@ -20,15 +20,6 @@ from experiments.peers import (
 NUM_CLASSES = 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second intra-op thread only spins on the shared 2-core machine (25 s vs 1 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _config(**inference):
     overrides = ["model.pretrained=null", f"model.num_classes={NUM_CLASSES}", "model.fpn_channels=32",
                  "model.head_convs=1", "model.head_channels=32", "data.size_divisibility=32"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
 import torch
 
 from dynatss.config import ModelConfig
@@ -35,10 +34,3 @@ def scene() -> Batch:
         original_sizes=torch.tensor([[SCENE_SIZE, SCENE_SIZE]]), image_ids=torch.tensor([0]),
     )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

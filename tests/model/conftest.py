@@ -21,13 +21,6 @@ def tiny_config():
     return _tiny_config
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture
 def hub_dir(tmp_path, monkeypatch):

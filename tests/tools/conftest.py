@@ -56,10 +56,3 @@ def tiny_run(tmp_path_factory) -> TinyRun:
     )
     return TinyRun(run_dir, checkpoint, config, meta)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
