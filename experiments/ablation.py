@@ -195,6 +195,49 @@ def render_table(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_per_seed(rows: list[Row]) -> str:
+    """Markdown table: AP / AP50 of every seed, so that "at every seed" claims can be checked."""
+    seeds = sorted({seed for row in rows for seed in row.seeds})
+    lines = ["| Model | " + " | ".join(f"seed {seed} AP / AP50" for seed in seeds) + " |",
+             "|---|" + "---:|" * len(seeds)]
+    for row in rows:
+        cells = [f"{100 * row.metrics[s]['AP']:.1f} / {100 * row.metrics[s]['AP50']:.1f}" if s in row.metrics else "-"
+                 for s in seeds]
+        lines.append(f"| {row.variant.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# Training-log keys summarised per variant: what the assignment did, and the regression loss.
+ASSIGNMENT_KEYS = ("pos_per_gt", "mean_aiou", "mean_piou", "loss_box")
+LAST_ITERATIONS = 50
+
+
+def assignment_statistics(run_dir: Path, last: int = LAST_ITERATIONS) -> dict[str, float] | None:
+    """Means over the last ``last`` logged iterations of metrics.jsonl (our detectors only)."""
+    try:
+        lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return None
+    train = [line for line in lines if line.get("type") == "train"]
+    if not train or any(key not in train[-1] for key in ASSIGNMENT_KEYS):
+        return None
+    tail = [line for line in train if line["iter"] > train[-1]["iter"] - last]
+    return {key: statistics.fmean(line[key] for line in tail) for key in ASSIGNMENT_KEYS}
+
+
+def render_assignment(rows: list[Row], out: Path) -> str:
+    """Markdown table: positives per GT, mean AIoU / PIoU of positives and box loss, mean over seeds."""
+    lines = [f"| Model | {' | '.join(ASSIGNMENT_KEYS)} |", "|---|" + "---:|" * len(ASSIGNMENT_KEYS)]
+    for row in rows:
+        stats = [assignment_statistics(out / row.variant.name / f"seed{seed}") for seed in row.metrics]
+        stats = [s for s in stats if s]
+        if not stats:
+            continue
+        cells = [f"{statistics.fmean(s[key] for s in stats):.3f}" for key in ASSIGNMENT_KEYS]
+        lines.append(f"| {row.variant.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def collect(variants: list[Variant], seeds: list[int], out: Path, max_iter: int) -> tuple[list[Row], list[dict]]:
     """Rows of finished runs and the run.json of every run that was started."""
     rows, infos = [], []
@@ -245,7 +288,8 @@ def write_figures(variants: list[Variant], seeds: list[int], out: Path, figure_d
     ]
 
 
-def render_document(rows: list[Row], infos: list[dict], *, grid: dict, figures: list[Path], doc: Path) -> str:
+def render_document(rows: list[Row], infos: list[dict], *, grid: dict, figures: list[Path], doc: Path,
+                    out: Path | None = None) -> str:
     """docs/results.md: set-up, the table, the figures, the commands, the machine and the wall time."""
     setup = grid.get("setup", {})
     machines = {json.dumps(info["machine"], sort_keys=True) for info in infos if "machine" in info}
@@ -260,7 +304,16 @@ def render_document(rows: list[Row], infos: list[dict], *, grid: dict, figures: 
         "COCO box AP (percent) on the test split after the last iteration: mean ± sample std over seeds; "
         "`-` where COCO has no ground truth of that size or no run finished; min/run is the mean wall time.", "",
         render_table(rows),
+        "Per seed:", "",
+        render_per_seed(rows),
     ]
+    if out is not None:
+        lines += [f"What the assignment did (training log, mean of the last {LAST_ITERATIONS} iterations, "
+                  "mean over seeds; the box loss is GIoU weighted by the quality target, so it compares "
+                  "runs with the same quality branch):", "", render_assignment(rows, out)]
+    analysis = doc.with_name(f"{doc.stem}_analysis.md")
+    if analysis.exists():
+        lines += [analysis.read_text().rstrip(), ""]
     failed = [f"{row.variant.name} seed {seed}" for row in rows for seed in row.failed]
     if failed:
         lines += [f"Failed runs (see their log.txt): {', '.join(failed)}.", ""]
@@ -284,7 +337,7 @@ def write_results(variants: list[Variant], seeds: list[int], out: Path, doc: Pat
     grid = _read_json(out / GRID_FILE) or {}
     rows, infos = collect(variants, seeds, out, max_iter)
     figures = write_figures(variants, seeds, out, doc.parent / doc.stem, max_iter)
-    return atomic_write_text(doc, render_document(rows, infos, grid=grid, figures=figures, doc=doc))
+    return atomic_write_text(doc, render_document(rows, infos, grid=grid, figures=figures, doc=doc, out=out))
 
 
 # --------------------------------------------------------------------------------------------
