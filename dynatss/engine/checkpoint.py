@@ -134,8 +134,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # UnpicklingError, RuntimeError (zip), EOFError, ...
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DynatssError(f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}") from None
+        # torch's own message is long and suggests weights_only=False: wrong advice for an untrusted file.
+        raise DynatssError(
+            f"{path}: not a readable checkpoint (truncated, corrupt, or holding more than tensors and "
+            f"plain data; {type(error).__name__})"
+        ) from None
     if not isinstance(state, dict) or "model" not in state:
         raise DynatssError(f"{path}: not a dynatss checkpoint (no 'model' entry)")
     return state
