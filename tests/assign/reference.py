@@ -11,10 +11,11 @@ import torch
 from torchvision.ops import box_iou
 
 
-def _mean_plus_std(values: torch.Tensor) -> float:
+def _mean_plus_std(values: torch.Tensor) -> torch.Tensor:
+    """In the values' own dtype: a candidate whose IoU equals the threshold must compare equal."""
     if len(values) < 2:
-        return float(values.mean()) if len(values) else 0.0
-    return float(values.mean() + values.std())
+        return values.mean() if len(values) else values.new_zeros(())
+    return values.mean() + values.std()
 
 
 def reference_assign(
@@ -65,7 +66,7 @@ def reference_assign(
                 inside = min(cx - x1, cy - y1, x2 - cx, y2 - cy) > 0.01
                 value = float(combined[i])
                 # Strictly greater: on equal combined IoU the lower GT index keeps the anchor.
-                if inside and value >= threshold and value > best[a]:
+                if inside and bool(combined[i] >= threshold) and value > best[a]:
                     best[a] = value
                     gt_index[b, a] = g
                     anchor_ious_out[b, a] = anchor_ious[i]

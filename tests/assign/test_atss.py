@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dynatss.assign import atss_assign
@@ -75,6 +75,8 @@ _WEIGHTS = {"atss": (None, 1.0), "dynamic": (1.0, 1.0), "piou": (1.0, 0.0), "wei
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
+# One candidate (topk 1, one level): the combined IoU equals the threshold exactly, in float32.
+@example((16, 16, (8,), (8.0,), 1, 3, "normal", 1, "dynamic", 45, False, torch.float32))
 def test_batched_assigner_equals_reference(scenario):
     height, width, strides, scales, batch, max_gts, kind, topk, mode, seed, duplicates, dtype = scenario
     anchors, counts, gt_boxes, gt_valid, pred_boxes = (
