@@ -45,7 +45,7 @@ from dynatss.engine.precision import autocast_context, float_outputs
 from dynatss.engine.run_logger import RunLogger, WindowAverage
 from dynatss.engine.state import TrainState
 from dynatss.errors import DynatssError
-from dynatss.losses.criterion import LossOutput
+from dynatss.losses.positives import LossOutput
 
 
 @dataclass

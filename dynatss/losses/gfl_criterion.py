@@ -24,9 +24,9 @@ from dynatss.config import AssignConfig, LossConfig
 from dynatss.data.batch import Batch
 from dynatss.errors import DynatssError
 from dynatss.losses.box import weighted_giou_loss
-from dynatss.losses.criterion import LossOutput
 from dynatss.losses.dfl import dfl_targets, distribution_focal_loss
 from dynatss.losses.positives import (
+    LossOutput,
     assign_positives,
     classification_targets,
     positive_count,

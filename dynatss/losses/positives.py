@@ -1,5 +1,5 @@
-"""Steps the GFL and VFNet criteria share with the ATSS one: assign, gather the positives'
-targets, mask crowd regions, normalise, and report assignment statistics.
+"""Steps every criterion (ATSS, GFL, VFNet) shares: assign, gather the positives' targets, mask
+crowd regions, normalise over processes, and report assignment statistics.
 
 Assignment is ATSS (``assign.mode`` "atss") or the paper's combined IoUs ("dynamic"), given the
 predicted boxes of the head at hand (detached), so each head runs both rows of Table V.
@@ -10,12 +10,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from dynatss.assign import Assignment, atss_assign, combination_weights, ignored_anchors
 from dynatss.config import AssignConfig
 from dynatss.data.batch import Batch
-from dynatss.losses.criterion import DetectionCriterion, _average_over_processes
+
+
+@dataclass
+class LossOutput:
+    """total: scalar to backpropagate; terms: detached loss terms; stats: assignment statistics."""
+
+    total: Tensor
+    terms: dict[str, Tensor]
+    stats: dict[str, float]
+
+
+def average_over_processes(value: Tensor) -> Tensor:
+    """Mean of a scalar over DDP processes (itself when not distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        value = value.clone()
+        dist.all_reduce(value)
+        value = value / dist.get_world_size()
+    return value
 
 
 @dataclass
@@ -71,14 +89,21 @@ def without_ignored(loss: Tensor, config: AssignConfig, anchors: Tensor, batch: 
 
 def positive_count(positives: Positives, device: torch.device) -> Tensor:
     """Number of positives averaged over DDP processes, at least 1 (classification normaliser)."""
-    return _average_over_processes(torch.tensor(float(len(positives)), device=device)).clamp(min=1.0)
+    return average_over_processes(torch.tensor(float(len(positives)), device=device)).clamp(min=1.0)
 
 
 def weight_normaliser(weights: Tensor) -> Tensor:
     """Sum of the box-loss weights averaged over processes, at least 1 (mmdetection GFL / VFNet)."""
-    return _average_over_processes(weights.sum()).clamp(min=1.0)
+    return average_over_processes(weights.sum()).clamp(min=1.0)
 
 
 def statistics(positives: Positives, batch: Batch, pos_pred_ious: Tensor) -> dict[str, float]:
-    """{"num_pos", "pos_per_gt", "mean_piou", "mean_aiou"}, as the ATSS criterion logs them."""
-    return DetectionCriterion._statistics(positives.assignment, batch, pos_pred_ious)
+    """What the dynamic assignment does, for logging: positives per GT, mean PIoU / AIoU."""
+    positive = positives.assignment.positive
+    num_pos = len(positives)
+    return {
+        "num_pos": float(num_pos),
+        "pos_per_gt": num_pos / max(int(batch.gt_valid.sum()), 1),
+        "mean_piou": float(pos_pred_ious.mean()) if num_pos else 0.0,
+        "mean_aiou": float(positives.assignment.anchor_ious[positive].mean()) if num_pos else 0.0,
+    }

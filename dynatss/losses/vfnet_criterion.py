@@ -20,8 +20,8 @@ from dynatss.data.batch import Batch
 from dynatss.errors import DynatssError
 from dynatss.losses.box import weighted_giou_loss
 from dynatss.losses.classification import varifocal_loss
-from dynatss.losses.criterion import LossOutput
 from dynatss.losses.positives import (
+    LossOutput,
     assign_positives,
     classification_targets,
     positive_count,
