@@ -95,6 +95,12 @@ class LossConfig:
 @dataclass
 class InferenceConfig:
     score_threshold: float = 0.05
+    # What ``score_threshold`` and the per-level top-k candidates are chosen on. "cls": the
+    # classification probability alone, then ranked by cls x quality (the official ATSS and
+    # Dynamic ATSS code, mmdetection's ATSS); "score": the product cls x quality itself (mmdetection
+    # GFLV2, whose classification output is already the joint score). The reported score is
+    # cls x quality either way.
+    threshold_on: Literal["cls", "score"] = "cls"
     pre_nms_topk: int = 1000
     nms_threshold: float = 0.6
     max_detections: int = 100

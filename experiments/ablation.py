@@ -43,7 +43,7 @@ BASE_CONFIG = ROOT / "configs" / "experiments" / "bccd_ablation.yaml"
 ABLATION_DIR = ROOT / "configs" / "ablations"
 PEERS_SCRIPT = ROOT / "experiments" / "peers.py"
 # The sections of configs/ablations/*.yaml that define a variant (train.* there is the R50 recipe's).
-VARIANT_SECTIONS = ("model", "assign", "loss")
+VARIANT_SECTIONS = ("model", "assign", "loss", "inference")
 RUN_FILE = "run.json"
 LOG_FILE = "log.txt"
 GRID_FILE = "grid.json"

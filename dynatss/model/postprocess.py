@@ -1,10 +1,12 @@
 """Inference post-processing: head outputs -> per-image detections in original image pixels.
 
 score = sigmoid(class logit) * sigmoid(quality logit) (ATSS ranks by class score x centerness;
-the paper's IoU branch plays the same role). Per level, the top ``pre_nms_topk`` (anchor, class)
-scores above ``score_threshold`` are decoded, clipped to the resized image, and class-aware NMS
-keeps the best ``max_detections``. Shapes stay static up to the threshold (top-k over all
-candidates, then the threshold mask), so the same code traces into the exported ONNX graph.
+the paper's IoU branch plays the same role). Candidates are the (anchor, class) pairs whose
+classification probability (``threshold_on="cls"``, the official ATSS / Dynamic ATSS rule) or
+score (``"score"``) exceeds ``score_threshold``; per level the ``pre_nms_topk`` best-scoring
+candidates are decoded, clipped to the resized image, and class-aware NMS keeps the best
+``max_detections``. Shapes stay static up to the threshold (top-k over all pairs with
+non-candidates ranked last, then the candidate mask), so the same code traces into ONNX.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from dynatss.model.box_coder import BoxCoder
 from dynatss.model.head_outputs import GFLOutputs, VFNetOutputs, as_head_outputs
 from dynatss.model.outputs import HeadOutputs
 
+# Ranking value of (anchor, class) pairs that are not candidates (scores are >= 0).
+NOT_CANDIDATE = -1.0
+
 Detections = dict[str, Tensor]  # "boxes" [N, 4] xyxy, "scores" [N], "labels" [N] int64
 
 
@@ -27,16 +32,20 @@ def select_candidates(
     """Top-k (anchor, class) pairs per level for every image, decoded.
 
     Returns boxes [B, K, 4] (padded input pixels), scores [B, K], labels [B, K], keep [B, K] bool
-    (score above the threshold), K = sum over levels of min(pre_nms_topk, A_l * C).
+    (a candidate: above the threshold), K = sum over levels of min(pre_nms_topk, A_l * C).
     """
     num_classes = outputs.cls_logits.shape[-1]
-    scores = torch.sigmoid(outputs.cls_logits) * torch.sigmoid(outputs.quality_logits)[..., None]  # [B, A, C]
+    cls_probs = torch.sigmoid(outputs.cls_logits)  # [B, A, C]
+    scores = cls_probs * torch.sigmoid(outputs.quality_logits)[..., None]  # [B, A, C]
+    is_candidate = (cls_probs if cfg.threshold_on == "cls" else scores) > cfg.score_threshold  # [B, A, C]
+    # Scores lie in [0, 1]: NOT_CANDIDATE ranks every non-candidate below every candidate.
+    ranking = scores.masked_fill(~is_candidate, NOT_CANDIDATE)  # [B, A, C]
     boxes_all, scores_all, labels_all = [], [], []
     start = 0
     for count in outputs.num_anchors_per_level:
-        level_scores = scores[:, start : start + count].flatten(1)  # [B, A_l * C]
-        k = min(cfg.pre_nms_topk, level_scores.shape[1])
-        top_scores, top_index = level_scores.topk(k, dim=1)  # [B, k]
+        level_ranking = ranking[:, start : start + count].flatten(1)  # [B, A_l * C]
+        k = min(cfg.pre_nms_topk, level_ranking.shape[1])
+        top_scores, top_index = level_ranking.topk(k, dim=1)  # [B, k]
         anchor_index = top_index // num_classes + start  # [B, k]
         deltas = outputs.box_deltas.gather(1, anchor_index[..., None].expand(-1, -1, 4))  # [B, k, 4]
         boxes_all.append(box_coder.decode(deltas, outputs.anchors[anchor_index]))  # [B, k, 4]
@@ -44,7 +53,7 @@ def select_candidates(
         labels_all.append(top_index % num_classes)
         start += count
     scores = torch.cat(scores_all, dim=1)  # [B, K]
-    return torch.cat(boxes_all, dim=1), scores, torch.cat(labels_all, dim=1), scores > cfg.score_threshold
+    return torch.cat(boxes_all, dim=1), scores, torch.cat(labels_all, dim=1), scores > NOT_CANDIDATE
 
 
 def clip_boxes(boxes: Tensor, image_sizes: Tensor) -> Tensor:

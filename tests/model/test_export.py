@@ -62,7 +62,7 @@ def test_onnx_returns_no_detections_when_nothing_passes(tmp_path, tiny_config):
     best = [(o.cls_logits.sigmoid() * o.quality_logits.sigmoid()[..., None]).max() for o in outputs]
     low, high = sorted(range(2), key=lambda i: best[i].item())
     threshold = (best[0] + best[1]).item() / 2  # only the `high` image has a candidate above it
-    cfg = InferenceConfig(score_threshold=threshold)
+    cfg = InferenceConfig(score_threshold=threshold, threshold_on="score")
     path = export_onnx(model, tmp_path / "model.onnx", height=HEIGHT, width=WIDTH, inference_cfg=cfg)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     boxes, scores, labels = session.run(None, {"images": images[low].numpy()})

@@ -43,7 +43,7 @@ def test_threshold_and_class_aware_nms():
         [{0: 0.9}, {0: 0.8}, {1: 0.7}, {0: 0.09}],  # FAR scores 0.045 < 0.05
         [4],
     )
-    (result,) = run(outputs, InferenceConfig(score_threshold=0.05, nms_threshold=0.6))
+    (result,) = run(outputs, InferenceConfig(score_threshold=0.05, nms_threshold=0.6, threshold_on="score"))
     assert result["labels"].tolist() == [0, 1]
     torch.testing.assert_close(result["scores"], torch.tensor([expected_score(0.9), expected_score(0.7)]))
     torch.testing.assert_close(result["boxes"], torch.tensor([BOX, BOX]))
@@ -103,3 +103,25 @@ def test_empty_result_and_batched_equals_single():
     nothing = postprocess(outputs, sizes, originals, InferenceConfig(score_threshold=1.0), BoxCoder())
     assert [len(r["boxes"]) for r in nothing] == [0, 0, 0]
     assert nothing[0]["boxes"].shape == (0, 4)
+
+
+def test_official_rule_thresholds_the_classification_probability_alone():
+    """ATSS / Dynamic ATSS (official code): cls > threshold selects, cls x quality ranks and scores."""
+    quality = torch.tensor([[0.0, 0.0, 4.0]])  # sigmoid: 0.5, 0.5, ~0.982
+    outputs = make_outputs([BOX, FAR, OUTSIDE], [{0: 0.09}, {1: 0.04}, {1: 0.045}], [3])
+    outputs = outputs._replace(quality_logits=quality)
+    (official,) = run(outputs, InferenceConfig(score_threshold=0.05, threshold_on="cls"))
+    (joint,) = run(outputs, InferenceConfig(score_threshold=0.05, threshold_on="score"))
+    # cls 0.09 passes although its score 0.045 does not; cls 0.04 and 0.045 fail under both rules.
+    assert official["labels"].tolist() == [0]
+    torch.testing.assert_close(official["scores"], torch.tensor([0.09 * 0.5]))
+    assert joint["labels"].tolist() == []
+
+
+def test_official_rule_ranks_candidates_by_the_product():
+    """pre_nms_topk keeps the best cls x quality among the candidates, not the best cls."""
+    outputs = make_outputs([BOX, FAR], [{0: 0.9}, {0: 0.5}], [2])
+    outputs = outputs._replace(quality_logits=torch.tensor([[logit(0.1), logit(0.9)]]))
+    (result,) = run(outputs, InferenceConfig(pre_nms_topk=1, threshold_on="cls"))
+    torch.testing.assert_close(result["boxes"], torch.tensor([FAR]))
+    torch.testing.assert_close(result["scores"], torch.tensor([0.5 * 0.9]))
