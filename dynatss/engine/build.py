@@ -13,7 +13,7 @@ from dynatss.data.records import DatasetMeta
 from dynatss.engine.distributed import barrier
 from dynatss.errors import DynatssError
 from dynatss.model.build import build_detector
-from dynatss.model.detector import Detector
+from dynatss.model.detector import DetectionModel
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -60,11 +60,11 @@ def with_num_classes(cfg: Config, meta: DatasetMeta) -> Config:
     return cfg
 
 
-def build_model(cfg: Config, device: torch.device) -> Detector:
+def build_model(cfg: Config, device: torch.device) -> DetectionModel:
     return build_detector(cfg.model).to(device)
 
 
-def build_criterion(cfg: Config, model: Detector) -> torch.nn.Module:
+def build_criterion(cfg: Config, model: DetectionModel) -> torch.nn.Module:
     from dynatss.losses.criterion import DetectionCriterion
     from dynatss.losses.gfl_criterion import GFLCriterion
     from dynatss.losses.vfnet_criterion import VFNetCriterion

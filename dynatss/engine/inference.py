@@ -14,7 +14,7 @@ from dynatss.data.records import DatasetMeta
 from dynatss.engine.checkpoint import inference_state_dict, load_checkpoint, meta_from_dict, sidecar_path
 from dynatss.errors import DynatssError
 from dynatss.model.build import build_detector
-from dynatss.model.detector import Detector
+from dynatss.model.detector import DetectionModel
 
 
 def config_from_dict(data: dict[str, Any], source: str | Path) -> Config:
@@ -56,7 +56,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     return state_dict, config, meta
 
 
-def load_detector(weights_path: str | Path, device: str | torch.device = "cpu") -> tuple[Detector, Config, DatasetMeta]:
+def load_detector(weights_path: str | Path, device: str | torch.device = "cpu") -> tuple[DetectionModel, Config, DatasetMeta]:
     """Rebuild the detector a run trained (EMA weights if it kept an EMA), in eval mode on ``device``.
 
     Accepts a training checkpoint (``.pth``) or a ``.safetensors`` file with its ``.json`` sidecar.

@@ -7,9 +7,9 @@ from dynatss.errors import DynatssError
 from dynatss.model.anchors import AnchorGenerator
 from dynatss.model.backbone import Backbone
 from dynatss.model.box_coder import BoxCoder
-from dynatss.model.detector import Detector
+from dynatss.model.detector import DetectionModel
 from dynatss.model.head import GROUP_NORM_GROUPS, ATSSHead
-from dynatss.model.head_detector import HeadDetector, build_head
+from dynatss.model.head_detector import HeadDetectionModel, build_head
 from dynatss.model.neck import Neck
 
 # Levels the neck can emit. The backbone gives C3-C5; P6/P7 come from P5 (both or neither).
@@ -39,7 +39,7 @@ def _check(cfg: ModelConfig) -> None:
         raise DynatssError(f"model.box_weights needs 4 numbers, got {cfg.box_weights}")
 
 
-def build_detector(cfg: ModelConfig) -> Detector:
+def build_detector(cfg: ModelConfig) -> DetectionModel:
     """Backbone (C{min_level}..C5) -> FPN (P{min_level}..P{max_level}) -> ATSS head.
 
     min_level 4 feeds only C4 and C5 to the FPN, so no stride-8 level exists anywhere.
@@ -62,7 +62,7 @@ def build_detector(cfg: ModelConfig) -> Detector:
     box_coder = BoxCoder(weights=tuple(cfg.box_weights))
     if cfg.head != "atss":
         head = build_head(cfg, head=cfg.head, strides=anchor_generator.strides)
-        return HeadDetector(
+        return HeadDetectionModel(
             backbone=backbone, neck=neck, head=head, anchor_generator=anchor_generator, box_coder=box_coder
         )
     head = ATSSHead(
@@ -75,6 +75,6 @@ def build_detector(cfg: ModelConfig) -> Detector:
         prior_prob=cfg.prior_prob,
         quality=cfg.quality,
     )
-    return Detector(
+    return DetectionModel(
         backbone=backbone, neck=neck, head=head, anchor_generator=anchor_generator, box_coder=box_coder
     )

@@ -22,7 +22,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 PIXEL_MAX = 255.0
 
 
-class Detector(nn.Module):
+class DetectionModel(nn.Module):
     """One-stage detector; ``forward(images [B, 3, H, W] 0..255) -> HeadOutputs``."""
 
     def __init__(

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from dynatss.config import InferenceConfig
 from dynatss.errors import DynatssError
-from dynatss.model.detector import Detector
+from dynatss.model.detector import DetectionModel
 from dynatss.model.postprocess import postprocess
 
 # ONNX opset: 11+ has NonMaxSuppression; 17 is widely supported by runtimes.
@@ -31,9 +31,9 @@ OUTPUT_NAMES = ["boxes", "scores", "labels"]
 
 
 class ExportableDetector(nn.Module):
-    """Detector + post-processing for one image of fixed size: images [1, 3, H, W] -> boxes, scores, labels."""
+    """The detection model + post-processing for one image of fixed size: images [1, 3, H, W] -> boxes, scores, labels."""
 
-    def __init__(self, model: Detector, *, height: int, width: int, inference_cfg: InferenceConfig) -> None:
+    def __init__(self, model: DetectionModel, *, height: int, width: int, inference_cfg: InferenceConfig) -> None:
         super().__init__()
         self.model = model
         self.inference_cfg = inference_cfg
@@ -48,7 +48,7 @@ class ExportableDetector(nn.Module):
 
 
 def export_onnx(
-    model: Detector, path: str | Path, *, height: int, width: int, inference_cfg: InferenceConfig
+    model: DetectionModel, path: str | Path, *, height: int, width: int, inference_cfg: InferenceConfig
 ) -> Path:
     """Write ``model`` (in eval mode, on CPU) as an ONNX file at ``path`` atomically; return the path."""
     path = Path(path)

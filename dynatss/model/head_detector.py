@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from dynatss.config import ModelConfig
 from dynatss.errors import DynatssError
-from dynatss.model.detector import Detector
+from dynatss.model.detector import DetectionModel
 from dynatss.model.gfl_head import GFLHead
 from dynatss.model.head_outputs import GFLOutputs, VFNetOutputs
 from dynatss.model.vfnet_head import VFNetHead
@@ -19,7 +19,7 @@ from dynatss.model.vfnet_head import VFNetHead
 HEADS = ("gfl", "vfnet")
 
 
-class HeadDetector(Detector):
+class HeadDetectionModel(DetectionModel):
     """``forward(images [B, 3, H, W] 0..255)`` -> GFLOutputs or VFNetOutputs, by the head."""
 
     def forward(self, images: Tensor) -> GFLOutputs | VFNetOutputs:
