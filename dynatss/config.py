@@ -32,6 +32,12 @@ class ModelConfig:
     # Stem + first stage frozen, BatchNorm frozen: the usual detection fine-tuning set-up.
     frozen_stages: int = 1
     frozen_batchnorm: bool = True
+    # Modulated deformable convs (DCNv2; paper Table IV "-DCN" rows; docs/dcn.md). dcn_levels: the
+    # ResNet/ResNeXt stages, named by the level they output (3, 4, 5 = C3-C5 = layer2-4), whose 3x3
+    # convs become deformable, keeping their ImageNet weights ([] = none; ATSS's DCN: [3, 4, 5]).
+    # head_dcn: the last conv of the ATSS head's classification and regression towers is deformable.
+    dcn_levels: list[int] = field(default_factory=list)
+    head_dcn: bool = False
     fpn_channels: int = 256
     # Pyramid levels P3..P7 as ATSS; P6/P7 are computed from P5.
     min_level: int = 3

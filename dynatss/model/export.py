@@ -21,10 +21,12 @@ from torch import Tensor, nn
 
 from dynatss.config import InferenceConfig
 from dynatss.errors import DynatssError
+from dynatss.model.dcn import onnx_opset_for
 from dynatss.model.detector import DetectionModel
 from dynatss.model.postprocess import postprocess
 
-# ONNX opset: 11+ has NonMaxSuppression; 17 is widely supported by runtimes.
+# ONNX opset: 11+ has NonMaxSuppression; 17 is widely supported by runtimes. Models with
+# deformable convs (model.dcn_levels, model.head_dcn) need 19, the first with DeformConv.
 OPSET = 17
 INPUT_NAMES = ["images"]
 OUTPUT_NAMES = ["boxes", "scores", "labels"]
@@ -73,7 +75,7 @@ def export_onnx(
                 str(tmp_path),
                 input_names=INPUT_NAMES,
                 output_names=OUTPUT_NAMES,
-                opset_version=OPSET,
+                opset_version=onnx_opset_for(model, OPSET),  # 19 with deformable convs (DeformConv)
                 dynamo=False,
             )
         with tmp_path.open("rb") as file:
