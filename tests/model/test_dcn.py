@@ -7,11 +7,12 @@ import pytest
 import torch
 from torch import nn
 from torchvision import models
+from torchvision.ops import deform_conv2d
 
 from dynatss.errors import DynatssError
 from dynatss.model.backbone import Backbone
 from dynatss.model.build import build_detector
-from dynatss.model.dcn import MASK_SCALE, ModulatedDeformConv2d, make_deformable
+from dynatss.model.dcn import MASK_SCALE, ModulatedDeformConv2d, deform_conv2d_by_sampling, make_deformable
 
 
 def _deformable_convs(module: nn.Module) -> list[ModulatedDeformConv2d]:
@@ -31,6 +32,35 @@ def test_a_deformable_conv_made_from_a_conv_starts_as_that_conv(stride, dilation
     assert offsets.shape == (2, 18, *conv(features).shape[-2:]) and masks.shape == (2, 9, *offsets.shape[-2:])
     assert offsets.abs().max() == 0 and torch.all(masks == 1.0)
     torch.testing.assert_close(deformable(features), conv(features), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "stride,padding,dilation,groups", [(1, 1, 1, 1), (2, 1, 1, 1), (1, 2, 2, 2), (2, 0, 1, 4), (1, 1, 1, 8)]
+)
+def test_the_cpu_sampling_path_is_torchvisions_deform_conv(stride, padding, dilation, groups):
+    """Forward and gradients (features, offsets, masks, weight, bias) agree with
+    torchvision.ops.deform_conv2d, also for samples that leave the map (offsets of several cells)."""
+    generator = torch.Generator().manual_seed(stride + 10 * groups + 100 * dilation)
+    features = torch.randn(2, 16, 11, 14, generator=generator)
+    weight = torch.randn(24, 16 // groups, 3, 3, generator=generator)
+    bias = torch.randn(24, generator=generator)
+    out_h = (11 + 2 * padding - 2 * dilation - 1) // stride + 1
+    out_w = (14 + 2 * padding - 2 * dilation - 1) // stride + 1
+    offsets = 3 * torch.randn(2, 18, out_h, out_w, generator=generator)
+    masks = 2 * torch.rand(2, 9, out_h, out_w, generator=generator)
+    geometry = dict(stride=(stride, stride), padding=(padding, padding), dilation=(dilation, dilation))
+    inputs = [t.clone().requires_grad_() for t in (features, offsets, masks, weight, bias)]
+    reference = [t.clone().requires_grad_() for t in (features, offsets, masks, weight, bias)]
+    ours = deform_conv2d_by_sampling(*inputs, **geometry)
+    theirs = deform_conv2d(reference[0], reference[1], reference[3], reference[4], mask=reference[2], **geometry)
+    assert ours.shape == theirs.shape == (2, 24, out_h, out_w)
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+    upstream = torch.randn(ours.shape, generator=generator)
+    ours.backward(upstream)
+    theirs.backward(upstream)
+    for name, mine, reference_input in zip(("features", "offsets", "masks", "weight", "bias"), inputs, reference):
+        scale = reference_input.grad.abs().max().item()
+        torch.testing.assert_close(mine.grad, reference_input.grad, rtol=1e-3, atol=1e-4 * scale, msg=name)
 
 
 def test_offsets_and_masks_change_the_output():
