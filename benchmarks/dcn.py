@@ -5,9 +5,9 @@ Each model row builds the plain detector and its DCN variants from one config (r
 the time does not depend on them), then alternates between them: one training step (forward,
 Dynamic ATSS criterion, backward, SGD step) and one inference forward each per round, so that a
 change in the machine's load hits every variant alike. Reports the median over the rounds and the
-ratio to the plain detector of the same row. torchvision's deform_conv2d on CPU is an im2col
-kernel without the vendor-optimised convolution paths the plain convs use; the ratio says what
-that costs.
+ratio to the plain detector of the same row. Variants marked "torchvision CPU kernel" run the
+deformable convs through torchvision.ops.deform_conv2d on CPU instead of dynatss's grid_sample
+formulation (dynatss/model/dcn.py), to show why the CPU path uses the latter.
 
     .venv/bin/python benchmarks/dcn.py                 # 1 thread, 7 rounds, all rows
     .venv/bin/python benchmarks/dcn.py --quick         # the MobileNetV2 / ResNet-18 rows, 3 rounds
@@ -17,19 +17,24 @@ that costs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import torch
+from torchvision.ops import deform_conv2d
 
 from dynatss.config import Config, load_config
 from dynatss.data.batch import Batch
 from dynatss.engine.build import build_criterion
+from dynatss.model import dcn
 from dynatss.model.build import build_detector
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TORCHVISION_KERNEL = ", torchvision CPU kernel"  # variant label suffix
 
 
 @dataclass(frozen=True)
@@ -51,10 +56,15 @@ _RESNET_VARIANTS = (
     ("dcn_levels [3,4,5] + head_dcn", ("model.dcn_levels=[3,4,5]", "model.head_dcn=true")),
 )
 ROWS = (
-    Row("MobileNetV2-FPN (bccd_mnv2_cpu)", "bccd_mnv2_cpu.yaml", ("model.num_classes=3",), 320, 2,
-        (("plain", ()), ("head_dcn", ("model.head_dcn=true",)))),
+    Row("MobileNetV2-FPN (bccd_mnv2_cpu)", "bccd_mnv2_cpu.yaml", ("model.num_classes=3",), 320, 2, (
+        ("plain", ()), ("head_dcn", ("model.head_dcn=true",)),
+        ("head_dcn" + TORCHVISION_KERNEL, ("model.head_dcn=true",)),
+    )),
     Row("ResNet-18-FPN, bccd_mnv2_cpu's neck/head", "bccd_mnv2_cpu.yaml",
-        ("model.num_classes=3", "model.backbone=resnet18"), 320, 2, _RESNET_VARIANTS),
+        ("model.num_classes=3", "model.backbone=resnet18"), 320, 2, (
+            *_RESNET_VARIANTS,
+            ("dcn_levels [3,4,5] + head_dcn" + TORCHVISION_KERNEL, ("model.dcn_levels=[3,4,5]", "model.head_dcn=true")),
+        )),
     Row("ResNet-50-FPN (COCO recipe)", "dynamic_atss_r50_fpn_1x_coco.yaml", (), 320, 2, _RESNET_VARIANTS),
 )
 
@@ -73,10 +83,15 @@ def synthetic_batch(size: int, batch: int, device: str) -> Batch:
     ).to(device)
 
 
+def _torchvision_kernel(features, offsets, masks, weight, bias, *, stride, padding, dilation):
+    return deform_conv2d(features, offsets, weight, bias, stride=stride, padding=padding, dilation=dilation, mask=masks)
+
+
 class Variant:
     """A detector, its criterion and optimiser; ``train_step()`` and ``infer()`` return seconds."""
 
-    def __init__(self, cfg: Config, batch: Batch, device: str) -> None:
+    def __init__(self, cfg: Config, batch: Batch, device: str, torchvision_kernel: bool = False) -> None:
+        self.torchvision_kernel = torchvision_kernel
         self.model = build_detector(cfg.model).to(device)
         self.criterion = build_criterion(cfg, self.model)
         parameters = [p for p in self.model.parameters() if p.requires_grad]
@@ -87,13 +102,19 @@ class Variant:
         if self.device == "cuda":
             torch.cuda.synchronize()
 
+    def _kernel(self) -> contextlib.AbstractContextManager:
+        if not self.torchvision_kernel:
+            return contextlib.nullcontext()
+        return mock.patch.object(dcn, "deform_conv2d_by_sampling", _torchvision_kernel)
+
     def train_step(self) -> float:
         self.model.train()
         self._sync()
         start = time.perf_counter()
-        loss = self.criterion(self.model(self.batch.images), self.batch, progress=0.0)
-        self.optimizer.zero_grad()
-        loss.total.backward()
+        with self._kernel():
+            loss = self.criterion(self.model(self.batch.images), self.batch, progress=0.0)
+            self.optimizer.zero_grad()
+            loss.total.backward()
         self.optimizer.step()
         self._sync()
         return time.perf_counter() - start
@@ -102,7 +123,7 @@ class Variant:
         self.model.eval()
         self._sync()
         start = time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), self._kernel():
             self.model(self.batch.images)
         self._sync()
         return time.perf_counter() - start
@@ -115,7 +136,8 @@ def measure(row: Row, rounds: int, device: str) -> list[tuple[str, float, float]
     variants = {}
     for label, overrides in row.variants:
         torch.manual_seed(0)
-        variants[label] = Variant(load_config(CONFIGS / row.config, [*base, *overrides]), batch, device)
+        cfg = load_config(CONFIGS / row.config, [*base, *overrides])
+        variants[label] = Variant(cfg, batch, device, torchvision_kernel=label.endswith(TORCHVISION_KERNEL))
     for variant in variants.values():  # warm-up: allocator, kernels, first-call overheads
         variant.train_step()
         variant.infer()

@@ -13,9 +13,9 @@ Starting point: the offset/mask predictor is zero-initialised (mmcv's DCNv2 conv
 offset starts at 0. With mmcv's ``mask = sigmoid(logit)`` every sample would start weighted by 0.5,
 halving each pretrained conv's response; here ``mask = 2 sigmoid(logit)`` (``MASK_SCALE``), which
 is exactly 1 at the start and still spans (0, 2). A deformable conv made from a conv therefore
-computes exactly that conv until training moves the predictor: the DCN backbone starts as the
-ImageNet network. (The official ATSS code initialises its offset convs randomly and its masks
-start near 0.5; docs/dcn.md.)
+computes that conv (to float rounding) until training moves the predictor: the DCN backbone
+starts as the ImageNet network. (The official ATSS code initialises its offset convs randomly and
+its masks start near 0.5; docs/dcn.md.)
 
 ONNX: the TorchScript exporter knows no ``torchvision::deform_conv2d``; :func:`onnx_opset_for`
 registers a symbolic that emits ONNX ``DeformConv`` (opset 19), whose layout is torchvision's.
