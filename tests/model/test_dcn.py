@@ -147,8 +147,10 @@ def test_impossible_dcn_settings_are_user_errors(tiny_config, overrides, message
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_matches_the_cpu_path(tiny_config):
-    """torchvision's CUDA deform_conv2d kernels against its CPU kernels, forward and backward."""
+def test_cuda_matches_the_cpu_path(tiny_config, monkeypatch):
+    """torchvision's CUDA kernel against the CPU path (grid_sample), forward and backward."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # full float32 convs on both sides
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     torch.manual_seed(0)
     model = build_detector(tiny_config(dcn_levels=[3, 4, 5], head_dcn=True))
     with torch.no_grad():  # non-zero offsets and masks, so the sampling really is deformed
