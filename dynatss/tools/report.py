@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torchvision.utils import draw_bounding_boxes
 
 from dynatss.atomic import atomic_write_bytes, atomic_write_text
 from dynatss.errors import DynatssError
@@ -23,7 +22,6 @@ REPORT_HTML = "report.html"
 ASSETS_DIR = "report"
 # Detections drawn on sample images: a display threshold, higher than the evaluation one.
 SAMPLE_SCORE_THRESHOLD = 0.3
-GROUND_TRUTH_COLOR = "white"
 METRIC_COLUMNS = (*COCO_COLUMNS, "AR100")
 METRIC_DECIMALS = 3  # COCO metrics are fractions in [0, 1]
 # The settings that tell runs apart (paper Tables I-V), shown at the top of the report.
@@ -152,8 +150,8 @@ def _draw_samples(checkpoint: Path, assets: Path, *, num_images: int, device: st
     for index, record in enumerate(chosen):
         image = read_image(record.path)
         (result,) = detect(detector, [image], cfg, device=device)
-        with_truth = draw_bounding_boxes(image, torch.from_numpy(record.boxes), colors=GROUND_TRUTH_COLOR)
-        drawn = draw_detections(with_truth, result["boxes"], result["labels"], result["scores"], meta.class_names)
+        drawn = draw_detections(image, result["boxes"], result["labels"], result["scores"], meta.class_names,
+                                ground_truth=torch.from_numpy(record.boxes))
         path = atomic_write_bytes(assets / f"sample_{index:02d}.png", encode_image(drawn, ".png"))
         written.append((path, record.path))
     return written
