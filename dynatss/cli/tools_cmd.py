@@ -42,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("run_dir", metavar="RUN_DIR")
     report.add_argument("--images", type=int, default=DEFAULT_REPORT_IMAGES,
                         help="validation images with drawn predictions (0: none)")
+    report.add_argument("--no-eval", action="store_true",
+                        help="skip the PR curves / confusion matrix pass over the validation split")
     report.add_argument("--device", default="cpu")
     report.set_defaults(func=run_report)
 
@@ -92,6 +94,6 @@ def run_compare(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from dynatss.tools.report import write_report
 
-    path = write_report(Path(args.run_dir), num_images=args.images, device=args.device)
+    path = write_report(Path(args.run_dir), num_images=args.images, device=args.device, evaluation=not args.no_eval)
     print(f"wrote {path} and {path.with_suffix('.html')}")
     return 0

@@ -45,7 +45,8 @@ def _eval(args: argparse.Namespace) -> int:
     from dynatss.config import load_config
     from dynatss.engine.commands import run_eval
 
-    run_eval(load_config(args.config, args.overrides), args.weights, split=args.split, output=args.output)
+    run_eval(load_config(args.config, args.overrides), args.weights, split=args.split, output=args.output,
+             score_threshold=args.score_threshold)
     return 0
 
 
@@ -69,7 +70,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     evaluate.add_argument("--weights", required=True, help="checkpoint (.pth) or .safetensors file")
     evaluate.add_argument("--split", help="dataset split (default: data.val_split)")
-    evaluate.add_argument("--output", help="detections JSON (default: RUN_DIR/eval/detections_SPLIT.json)")
+    evaluate.add_argument("--output", help="detections JSON (default: RUN_DIR/eval/detections_SPLIT.json); "
+                          "PR curves, confusion matrix and per_class_SPLIT.json go beside it")
+    evaluate.add_argument("--score-threshold", type=float,
+                          help="score at which per-class precision/recall/F1 and the confusion matrix are counted "
+                          "(default 0.3, predict's display threshold; AP uses every detection)")
     evaluate.set_defaults(func=_eval)
 
     demo = _add_parser(subparsers, "demo", help="train and evaluate on built-in synthetic data (CPU, minutes)")
