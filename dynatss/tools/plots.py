@@ -129,7 +129,7 @@ def _smoothing_note(windows: set[int]) -> str:
     """What the lines are, for the figure title: the raw values, and the window actually used."""
     smoothed = sorted(w for w in windows if w > 1)
     if not smoothed:
-        return "raw values (too few points for a moving average)"
+        return "raw values, not smoothed"
     span = str(smoothed[0]) if len(smoothed) == 1 else f"{smoothed[0]}-{smoothed[-1]}"
     return f"faint: raw values, solid: moving average over {span} logged points"
 

@@ -28,6 +28,10 @@ def test_train_then_eval_from_the_command_line(tiny_config, tmp_path, capsys):
     assert all(set(d) == {"image_id", "category_id", "bbox", "score"} for d in detections)
     # the training run's final evaluation and the eval command agree on the detections
     assert detections == json.loads((run_dir / "eval" / "detections.json").read_text())
+    # PR curves, confusion matrix and the per-class numbers beside the detections, the table printed
+    assert "precision" in out and "recall" in out and "F1" in out
+    for name in ("pr_curves_val.png", "confusion_matrix_val.png", "per_class_val.json"):
+        assert (tmp_path / name).is_file(), name
 
 
 def test_eval_with_a_truncated_checkpoint_exits_2_with_one_line(tiny_config, tmp_path, capsys):
