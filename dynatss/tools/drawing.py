@@ -23,8 +23,8 @@ from torch import Tensor
 from torchvision.transforms.v2.functional import pil_to_tensor, to_pil_image
 
 FONT_FILE = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-# Caption font size (px) per pixel of the image's mean side, and its floor: ~18 px on 640 x 480.
-FONT_PER_PIXEL = 0.032
+# Caption font size (px) per pixel of the image's mean side, and its floor: 16 px on 640 x 480.
+FONT_PER_PIXEL = 0.028
 MIN_FONT_PX = 11
 # Outline width (px) per pixel of the mean side, and its floor: 2 px on 640 x 480, 10 px on 4000 x 3000.
 LINE_PER_PIXEL = 0.003
