@@ -72,12 +72,17 @@ def _plain_label(value: float, _position: int) -> str:
 
 
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:
-    """Trailing mean over the last ``window`` points (fewer at the start); same length as ``values``."""
+    """Centred mean over ``window`` points (fewer at both ends); same length as ``values``.
+
+    Centred, not trailing: a trailing mean lags a falling loss and sits above every raw value of a
+    short run, which reads as a different curve.
+    """
     if window <= 1 or values.size == 0:
         return values.astype(np.float64)
     sums = np.cumsum(np.concatenate([[0.0], values.astype(np.float64)]))
-    ends = np.arange(1, values.size + 1)
-    starts = np.maximum(ends - window, 0)
+    index = np.arange(values.size)
+    starts = np.maximum(index - (window - 1) // 2, 0)
+    ends = np.minimum(index + window // 2 + 1, values.size)
     return (sums[ends] - sums[starts]) / (ends - starts)
 
 
@@ -131,7 +136,7 @@ def _smoothing_note(windows: set[int]) -> str:
     if not smoothed:
         return "raw values, not smoothed"
     span = str(smoothed[0]) if len(smoothed) == 1 else f"{smoothed[0]}-{smoothed[-1]}"
-    return f"faint: raw values, solid: moving average over {span} logged points"
+    return f"faint: raw values, solid: centred moving average over {span} logged points"
 
 
 def _first_seen(curves: dict[str, list[Curve]]):
