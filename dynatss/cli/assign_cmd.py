@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="split(s) to look IMAGE up in (default: the run's train and val splits / all splits)")
     parser.add_argument("--gts", type=int, nargs="+", metavar="INDEX", help="GT indices to draw (default: automatic)")
     parser.add_argument("--max-gts", type=int, default=DEFAULT_MAX_GTS,
-                        help=f"GTs drawn when --gts is not given: those whose positives change most (default {DEFAULT_MAX_GTS})")
+                        help="GTs drawn when --gts is not given: those whose positives change most "
+                             f"(default {DEFAULT_MAX_GTS})")
     parser.add_argument("--out", help="output folder (default: RUN_DIR/assign beside the checkpoints/ folder)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.set_defaults(func=run_assign)

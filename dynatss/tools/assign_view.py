@@ -149,7 +149,8 @@ def _on_cpu(trace: AssignmentTrace) -> AssignmentTrace:
 
 def assignment_table(trace: AssignmentTrace, class_names: list[str]) -> str:
     """Per GT: size, ATSS threshold and positives, combined threshold and positives, their mean PIoU."""
-    header = f"{'GT':>3}  {'class':<12} {'w x h':>9}  {'ATSS thr':>8} {'pos':>3}  {'comb thr':>8} {'pos':>3}  {'PIoU pos':>8}"
+    header = (f"{'GT':>3}  {'class':<12} {'w x h':>9}  {'ATSS thr':>8} {'pos':>3}  "
+              f"{'comb thr':>8} {'pos':>3}  {'PIoU pos':>8}")
     lines = [header]
     for g, box in enumerate(trace.gt_boxes.tolist()):
         positive = trace.dynamic_positive[g]

@@ -71,7 +71,8 @@ def write_evaluation(analysis: EvaluationAnalysis, out_dir: str | Path, *, name:
     return EvaluationFiles(
         pr_curves=_save(pr_figure(analysis.curves), out_dir / f"pr_curves_{name}.png"),
         confusion_matrix=_save(confusion_figure(analysis.matrix), out_dir / f"confusion_matrix_{name}.png"),
-        summary=atomic_write_text(out_dir / f"per_class_{name}.json", json.dumps(summary_dict(analysis), indent=1) + "\n"),
+        summary=atomic_write_text(out_dir / f"per_class_{name}.json",
+                                  json.dumps(summary_dict(analysis), indent=1) + "\n"),
     )
 
 
