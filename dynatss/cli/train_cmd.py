@@ -44,7 +44,10 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from dynatss.config import load_config
     from dynatss.engine.commands import run_eval
+    from dynatss.errors import DynatssError
 
+    if args.score_threshold is not None and not 0.0 <= args.score_threshold <= 1.0:
+        raise DynatssError(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
     run_eval(load_config(args.config, args.overrides), args.weights, split=args.split, output=args.output,
              score_threshold=args.score_threshold)
     return 0

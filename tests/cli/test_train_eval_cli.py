@@ -42,6 +42,11 @@ def test_eval_with_a_truncated_checkpoint_exits_2_with_one_line(tiny_config, tmp
     assert "broken.pth" in err and "checkpoint" in err
 
 
+def test_eval_with_a_score_threshold_outside_0_1_exits_2(tiny_config, tmp_path, capsys):
+    assert main(["eval", str(tiny_config), "--weights", str(tmp_path / "w.pth"), "--score-threshold", "30"]) == 2
+    assert "--score-threshold must be in [0, 1], got 30.0" in one_line_error(capsys)
+
+
 def test_eval_with_a_missing_checkpoint_exits_2(tiny_config, tmp_path, capsys):
     assert main(["eval", str(tiny_config), "--weights", str(tmp_path / "nope.pth")]) == 2
     assert "nope.pth: checkpoint not found" in one_line_error(capsys)
