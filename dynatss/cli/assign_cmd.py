@@ -46,6 +46,8 @@ def run_assign(args: argparse.Namespace) -> int:
     image = Path(args.image)
     if not image.is_file():
         raise DynatssError(f"{image}: no such image file")
+    if args.format and not args.dataset:
+        raise DynatssError("--format describes --dataset; give --dataset ROOT too")
     if args.max_gts < 1:
         raise DynatssError(f"--max-gts must be >= 1, got {args.max_gts}")
     detector, cfg, _meta = load_detector(args.weights, device=args.device)
