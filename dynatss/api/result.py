@@ -15,7 +15,7 @@ BOX_DECIMALS = 2
 SCORE_DECIMALS = 4
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, eq=False)
 class Result:
     """Detections of one image, best first.
 
