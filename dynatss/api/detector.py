@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dynatss.api.backends import OnnxBackend, TorchBackend
 from dynatss.api.inputs import as_images, is_batch
@@ -19,6 +19,10 @@ from dynatss.api.result import Result
 from dynatss.config import Config
 from dynatss.data.records import DatasetMeta
 from dynatss.errors import DynatssError
+
+if TYPE_CHECKING:
+    from dynatss.engine.evaluate import EvalResult
+    from dynatss.tools.video import VideoPrediction
 
 # Shown detections: a score of at least 0.3 (evaluation keeps everything above the config's 0.05,
 # which is right for AP but clutters a picture).
@@ -130,16 +134,16 @@ class Detector:
     def predict_video(
         self, path: str | Path, out_dir: str | Path, *, score_threshold: float | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
-    ):
+    ) -> VideoPrediction:
         """Detect in every frame of a video; write ``out_dir/<name>.mp4`` (drawn) and
         ``out_dir/<name>.jsonl`` (one JSON line per frame). Needs PyAV (``pip install 'dynatss[video]'``)."""
         from dynatss.tools.video import predict_video
 
         return predict_video(self, path, out_dir, score_threshold=score_threshold, batch_size=batch_size)
 
-    def evaluate(self, split: str | None = None, *, output: str | Path | None = None):
+    def evaluate(self, split: str | None = None, *, output: str | Path | None = None) -> EvalResult:
         """COCO metrics on ``split`` (default ``data.val_split``) of the config's dataset; prints the
-        table and writes the detections JSON. Returns dynatss.engine.evaluate.EvalResult."""
+        table and writes the detections JSON (default ``RUN_DIR/eval/detections_<split>.json``)."""
         from dynatss.engine.commands import run_eval
 
         if self.config is None:
