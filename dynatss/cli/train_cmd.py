@@ -42,14 +42,17 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from dynatss.config import load_config
     from dynatss.engine.commands import run_eval
+    from dynatss.engine.inference import checkpoint_config
     from dynatss.errors import DynatssError
 
     if args.score_threshold is not None and not 0.0 <= args.score_threshold <= 1.0:
         raise DynatssError(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
-    run_eval(load_config(args.config, args.overrides), args.weights, split=args.split, output=args.output,
-             score_threshold=args.score_threshold)
+    config, overrides = args.config, list(args.overrides)
+    if config is not None and "=" in config:  # `dynatss eval --weights W key=value`: no config file
+        config, overrides = None, [config, *overrides]
+    cfg = checkpoint_config(args.weights, config, overrides)
+    run_eval(cfg, args.weights, split=args.split, output=args.output, score_threshold=args.score_threshold)
     return 0
 
 
@@ -69,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(func=_train)
 
     evaluate = _add_parser(subparsers, "eval", help="COCO metrics of a checkpoint on a dataset split")
-    evaluate.add_argument("config", help="YAML config file (the one the model was trained with)")
+    evaluate.add_argument("config", nargs="?", help="YAML config file (default: the one saved in the checkpoint)")
     evaluate.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     evaluate.add_argument("--weights", required=True, help="checkpoint (.pth) or .safetensors file")
     evaluate.add_argument("--split", help="dataset split (default: data.val_split)")

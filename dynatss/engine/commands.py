@@ -11,11 +11,10 @@ from dynatss.config import Config, load_config
 from dynatss.data.loader import build_test_loader
 from dynatss.data.problems import summarize_problems
 from dynatss.engine.build import load_split, prepare_synthetic, resolve_device, with_num_classes
-from dynatss.engine.checkpoint import inference_state_dict, load_checkpoint
 from dynatss.engine.distributed import cleanup_distributed, setup_distributed
 from dynatss.engine.eval_analysis import DEFAULT_SCORE_THRESHOLD
 from dynatss.engine.evaluate import EvalResult, evaluate, format_table, write_detections
-from dynatss.engine.inference import _read_safetensors, load_weights
+from dynatss.engine.inference import load_weights, read_weights
 from dynatss.engine.train import train
 from dynatss.errors import DynatssError
 from dynatss.model.build import build_detector
@@ -23,14 +22,6 @@ from dynatss.model.build import build_detector
 # configs/ sits at the repository root (the package is installed editable, see README).
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 DEMO_CONFIG = CONFIG_DIR / "demo.yaml"
-
-
-def _weights(path: Path) -> dict:
-    if path.suffix == ".safetensors":
-        if not path.is_file():
-            raise DynatssError(f"{path}: weights file not found")
-        return _read_safetensors(path)[0]
-    return inference_state_dict(load_checkpoint(path))
 
 
 def run_eval(cfg: Config, weights: str | Path, split: str | None = None, output: str | Path | None = None,
@@ -48,7 +39,7 @@ def run_eval(cfg: Config, weights: str | Path, split: str | None = None, output:
     ctx = setup_distributed(resolve_device(cfg.train.device).type)
     try:
         device = resolve_device(cfg.train.device, ctx.local_rank)
-        state_dict = _weights(weights)
+        state_dict = read_weights(weights)[0]
         if cfg.data.format == "synthetic":
             prepare_synthetic(cfg.data, is_main=ctx.is_main)
         dataset = load_split(cfg.data, split)

@@ -33,6 +33,13 @@ def test_train_then_eval_from_the_command_line(tiny_config, tmp_path, capsys):
     for name in ("pr_curves_val.png", "confusion_matrix_val.png", "per_class_val.json"):
         assert (tmp_path / name).is_file(), name
 
+    # no config file: the checkpoint's own, with an override (first, where the config would be)
+    output = tmp_path / "dets_no_config.json"
+    assert main(["eval", "data.num_workers=0", "--weights", str(weights), "--split", "val",
+                 "--output", str(output)]) == 0  # fmt: skip
+    assert "AP50" in capsys.readouterr().out
+    assert json.loads(output.read_text()) == detections
+
 
 def test_eval_with_a_truncated_checkpoint_exits_2_with_one_line(tiny_config, tmp_path, capsys):
     broken = tmp_path / "broken.pth"
