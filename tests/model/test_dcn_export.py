@@ -56,27 +56,34 @@ def test_plain_models_keep_the_default_opset(tiny_config):
 
 def test_a_dcn_detector_exports_and_matches_pytorch(tmp_path, tiny_config):
     """The whole detector (DCN in the last ResNet stage and in both head towers) with its
-    post-processing. Offsets stay about a cell: through a chain of deformable convs with random weights,
-    float rounding is amplified (float32 PyTorch differs from float64 PyTorch as much as ORT does)."""
+    post-processing, for two images of another size than the traced one. Offsets stay about a
+    cell: through a chain of deformable convs with random weights, float rounding is amplified
+    (float32 PyTorch differs from float64 PyTorch as much as onnxruntime does)."""
     torch.manual_seed(0)
     model = build_detector(tiny_config(dcn_levels=[5], head_dcn=True, head_convs=2)).eval()
     _deform_offsets(model, std=0.002)
     with torch.no_grad():  # spread scores and boxes so thresholding and NMS have work to do
         model.head.cls_logits.bias.zero_()
         model.head.box_deltas.weight.normal_(std=0.1)
-    cfg = InferenceConfig(score_threshold=0.25, pre_nms_topk=50, max_detections=100)
-    path = export_onnx(model, tmp_path / "model.onnx", height=HEIGHT, width=WIDTH, inference_cfg=cfg)
+    cfg = InferenceConfig(score_threshold=0.25, pre_nms_topk=50, max_detections=40)
+    path = export_onnx(model, tmp_path / "model.onnx", inference_cfg=cfg)
     graph = onnx.load(str(path))
     # resnet18 layer4 (2 blocks x 2), then both towers once per pyramid level P3-P7.
     assert [node.op_type for node in graph.graph.node].count("DeformConv") == 4 + 2 * 5
     assert {(o.domain, o.version) for o in graph.opset_import} >= {("", DEFORM_CONV_OPSET)}
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    images = torch.randint(0, 256, (1, 3, HEIGHT, WIDTH), generator=torch.Generator().manual_seed(0)).float()
-    sizes = torch.tensor([[HEIGHT, WIDTH]])
+    images = torch.randint(0, 256, (2, 3, HEIGHT, WIDTH), generator=torch.Generator().manual_seed(0)).float()
+    images[1] *= 0.6  # another brightness: another number of detections
+    sizes = torch.tensor([[HEIGHT, WIDTH]] * 2)
     with torch.no_grad():
-        (expected,) = postprocess(model(images), sizes, sizes, cfg, model.box_coder)
-    boxes, scores, labels = session.run(None, {"images": images.numpy()})
-    assert len(scores) > 0
-    np.testing.assert_array_equal(labels, expected["labels"].numpy())
-    np.testing.assert_allclose(scores, expected["scores"].numpy(), atol=1e-5)
-    np.testing.assert_allclose(boxes, expected["boxes"].numpy(), atol=1e-3)
+        expected = postprocess(model(images), sizes, sizes, cfg, model.box_coder)
+    boxes, scores, labels, counts = session.run(None, {
+        "images": images.numpy(), "image_sizes": sizes.numpy(),
+        "score_threshold": np.array(cfg.score_threshold, np.float32),
+    })
+    for index, want in enumerate(expected):
+        count = counts[index]
+        assert count == len(want["scores"]) > 0
+        np.testing.assert_array_equal(labels[index, :count], want["labels"].numpy())
+        np.testing.assert_allclose(scores[index, :count], want["scores"].numpy(), atol=1e-5)
+        np.testing.assert_allclose(boxes[index, :count], want["boxes"].numpy(), atol=1e-3)
