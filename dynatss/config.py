@@ -134,6 +134,11 @@ class DataConfig:
     test_min_size: int = 800
     hflip_prob: float = 0.5
     color_jitter: bool = False
+    # Training only: a random crop_size x crop_size window of each resized image (null: none). For
+    # large photos of small objects: train at a scale where they are big enough without paying for
+    # the whole image; evaluation sees the whole resized image. Objects mostly outside a crop
+    # become ignore regions (dynatss.data.transforms.CROP_MIN_VISIBLE).
+    crop_size: int | None = None
     size_divisibility: int = 128
     group_by_aspect_ratio: bool = True
     num_workers: int = 2
