@@ -30,6 +30,9 @@ import torch
 import torchvision
 import yaml
 
+if __package__ in (None, ""):  # run as a script (python experiments/ablation.py): make `experiments` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from dynatss.atomic import atomic_write_text
 from dynatss.config import load_config
 from dynatss.engine.lr_schedule import describe_lr
