@@ -164,3 +164,20 @@ def test_grid_archives_finished_runs_and_skips_them_next_time(tmp_path, monkeypa
             assert sorted(p.name for p in archived.iterdir()) == ["metrics.jsonl", "run.json"]
     assert run_grid(variants, [0, 1], tmp_path / "other_scratch", tmp_path / "archive", **kwargs) == []
     assert len(calls) == 4
+
+
+def test_readme_table_has_a_row_per_dataset_and_finished_variant(tmp_path):
+    from experiments.readme_table import render
+
+    results = tmp_path / "runs"
+    for seed, ap in enumerate((0.30, 0.34)):
+        _fake_run(results / "aquarium" / "atss" / f"seed{seed}", ap=ap, max_iter=20)
+    _fake_run(results / "bccd" / "tv_fcos" / "seed0", ap=0.5, max_iter=20)
+    _fake_run(results / "bccd" / "atss" / "seed0", ap=None, max_iter=20)  # failed: no row
+    for dataset in ("aquarium", "bccd"):
+        (results / dataset / "grid.json").write_text(json.dumps({"max_iter": 20}))
+    lines = render(results).splitlines()
+    assert lines[2] == "| bccd | torchvision FCOS | 1 | 50.0 | 70.0 | 2.0 |"
+    assert lines[3] == f"| aquarium | ATSS (AIoUs, focal, centerness) | 2 | 32.0 ± {100 * statistics.stdev([0.3, 0.34]):.1f} | " \
+                       f"52.0 ± {100 * statistics.stdev([0.5, 0.54]):.1f} | 2.0 |"
+    assert len(lines) == 4
