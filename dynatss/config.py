@@ -3,12 +3,17 @@
 One config system for the whole toolkit. Defaults are the paper's (ATSS / Dynamic ATSS, R50, 1x);
 a YAML file overrides them, and ``key.sub=value`` strings override the file. Unknown keys are
 rejected with a "did you mean" suggestion, so a typo never silently falls back to a default.
+Every value is checked when the config is loaded: its type (numbers in any float notation, also
+``1e-4``, which YAML reads as a string) and its range (:data:`VALUE_RANGES`), so a bad value fails
+in one line naming the key before any data is read.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +21,15 @@ from typing import Any, Literal
 
 import yaml
 
+from dynatss.atomic import atomic_write_text
 from dynatss.errors import DynatssError
+
+# PIL's decompression-bomb threshold (~89.5 megapixels, e.g. 9459 x 9459): the default limit on the
+# pixels of any image dynatss opens (dynatss.data.decode).
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+# Devices every command accepts (train.device, --device): "auto" is CUDA when present, else CPU;
+# "gpu" is another name for "cuda"; "cuda:N" picks a GPU. See dynatss.engine.build.resolve_device.
+DEVICE_PATTERN = re.compile(r"auto|cpu|gpu|cuda(:\d+)?")
 
 
 @dataclass
@@ -122,6 +135,8 @@ class DataConfig:
     size_divisibility: int = 128
     group_by_aspect_ratio: bool = True
     num_workers: int = 2
+    # Images with more pixels are refused wherever they are opened (reader, loader, predict, report).
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     # Synthetic data (the demo): number of images per split and generator seed.
     synthetic_train_images: int = 256
     synthetic_val_images: int = 64
@@ -152,7 +167,7 @@ class SolverConfig:
 class TrainConfig:
     output_dir: str = "runs/default"
     seed: int = 0
-    device: str = "auto"  # "auto", "cpu", "cuda"
+    device: str = "auto"  # "auto", "cpu", "cuda" (or "gpu"), "cuda:N"
     log_period: int = 20
     eval_period: int = 5000  # 0: no evaluation during training (engine helper)
     checkpoint_period: int = 5000
@@ -173,12 +188,174 @@ class Config:
 
 
 # --------------------------------------------------------------------------------------------
+# Value ranges, checked when a config is loaded
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed numbers: ``low``/``high`` bounds (None: unbounded), inclusive unless ``*_open``.
+
+    For a list-valued key every element must be in range, and ``length`` (if set) is the exact
+    number of elements (else at least one). ``None`` values (optional keys) are always allowed.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    length: int | None = None
+
+    def contains(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with ``value`` (one phrase), or None."""
+        if value is None:
+            return None
+        if isinstance(value, list):
+            if self.length is not None and len(value) != self.length:
+                return f"needs exactly {self.length} values"
+            if not value:
+                return "needs at least one value"
+            bad = [v for v in value if not self.contains(v)]
+            return f"every value must be {self}" if bad else None
+        return None if self.contains(value) else f"must be {self}"
+
+
+POSITIVE = Range(low=0, low_open=True)
+NON_NEGATIVE = Range(low=0)
+AT_LEAST_ONE = Range(low=1)
+FRACTION = Range(low=0, high=1)
+OPEN_FRACTION = Range(low=0, high=1, low_open=True, high_open=True)
+
+# Key -> allowed range. Keys not listed are only type-checked; add a line when adding a key.
+VALUE_RANGES: dict[str, Range] = {
+    "model.frozen_stages": NON_NEGATIVE,
+    "model.fpn_channels": AT_LEAST_ONE,
+    "model.head_convs": NON_NEGATIVE,
+    "model.head_channels": AT_LEAST_ONE,
+    "model.num_classes": AT_LEAST_ONE,
+    "model.anchor_scales": POSITIVE,
+    "model.anchor_ratios": POSITIVE,
+    "model.prior_prob": OPEN_FRACTION,
+    "model.box_weights": Range(low=0, low_open=True, length=4),
+    "model.reg_max": AT_LEAST_ONE,
+    "model.dgqp_topk": AT_LEAST_ONE,
+    "model.dgqp_channels": AT_LEAST_ONE,
+    "model.star_gradient_mul": FRACTION,
+    "assign.topk": AT_LEAST_ONE,
+    "assign.pred_weight": NON_NEGATIVE,
+    "assign.anchor_weight": NON_NEGATIVE,
+    "assign.ignore_iof": FRACTION,
+    "loss.focal_alpha": FRACTION,
+    "loss.focal_gamma": NON_NEGATIVE,
+    "loss.qfl_beta": NON_NEGATIVE,
+    "loss.vfl_alpha": NON_NEGATIVE,
+    "loss.vfl_gamma": NON_NEGATIVE,
+    "loss.box_weight": NON_NEGATIVE,
+    "loss.quality_weight": NON_NEGATIVE,
+    "loss.dfl_weight": NON_NEGATIVE,
+    "loss.box_refine_weight": NON_NEGATIVE,
+    "inference.score_threshold": FRACTION,
+    "inference.pre_nms_topk": AT_LEAST_ONE,
+    "inference.nms_threshold": FRACTION,
+    "inference.max_detections": AT_LEAST_ONE,
+    "data.min_sizes": AT_LEAST_ONE,
+    "data.max_size": AT_LEAST_ONE,
+    "data.test_min_size": AT_LEAST_ONE,
+    "data.hflip_prob": FRACTION,
+    "data.size_divisibility": AT_LEAST_ONE,
+    "data.num_workers": NON_NEGATIVE,
+    "data.max_image_pixels": AT_LEAST_ONE,
+    "data.synthetic_train_images": AT_LEAST_ONE,
+    "data.synthetic_val_images": NON_NEGATIVE,
+    "data.synthetic_image_size": Range(low=32),
+    "data.synthetic_seed": NON_NEGATIVE,
+    "solver.max_iter": AT_LEAST_ONE,
+    "solver.batch_size": AT_LEAST_ONE,
+    "solver.base_lr": POSITIVE,
+    "solver.momentum": Range(low=0, high=1, high_open=True),
+    "solver.weight_decay": NON_NEGATIVE,
+    "solver.steps": Range(low=0),
+    "solver.gamma": POSITIVE,
+    "solver.warmup_iters": NON_NEGATIVE,
+    "solver.warmup_factor": FRACTION,
+    "solver.clip_grad_norm": POSITIVE,
+    "solver.ema_decay": OPEN_FRACTION,
+    "train.seed": Range(low=0, high=2**32 - 1),  # NumPy's seed range
+    "train.log_period": AT_LEAST_ONE,
+    "train.eval_period": NON_NEGATIVE,
+    "train.checkpoint_period": AT_LEAST_ONE,
+    "train.keep_last": AT_LEAST_ONE,
+}
+
+
+def _empty_list_allowed(key: str) -> bool:
+    return key == "solver.steps"  # no milestones: a constant lr after warm-up
+
+
+def validate_config(config: Config) -> Config:
+    """Check every value against :data:`VALUE_RANGES` and the device name; one line per failure."""
+    for key, allowed in VALUE_RANGES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if isinstance(value, list) and not value and _empty_list_allowed(key):
+            continue
+        problem = allowed.problem(value)
+        if problem is not None:
+            raise DynatssError(f"{key} = {_show(value)}: {problem}")
+    if not DEVICE_PATTERN.fullmatch(str(config.train.device)):
+        raise DynatssError(f"train.device = {config.train.device!r}: must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'gpu'")
+    return config
+
+
+def _show(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+# --------------------------------------------------------------------------------------------
 # Loading
 
 
-def _suggest(key: str, choices: list[str]) -> str:
+def _suggest(key: str, choices: list[str], elsewhere: list[str] = ()) -> str:
+    """A "did you mean" hint: a close spelling, a name containing ``key`` as a word
+    (``lr`` -> ``base_lr``), or the same name in another section (``solver.seed`` -> ``train.seed``)."""
+    def word_of(name: str) -> bool:
+        return bool(key) and key.lower() in name.rsplit(".", 1)[-1].lower().split("_")
+
     close = difflib.get_close_matches(key, choices, n=1)
+    for candidates in (
+        [c for c in choices if word_of(c)],
+        [d for d in elsewhere if d.rsplit(".", 1)[-1] == key],
+        [d for d in elsewhere if word_of(d)],
+        difflib.get_close_matches(key, choices, n=1, cutoff=0.5),
+    ):
+        close = close or candidates
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _to_number(value: Any, where: str, kind: str) -> float:
+    """A number from YAML: ints, floats and strings in any float notation (``1e-4``, ``.5``, ``1_000``)."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise DynatssError(f"{where}: expected {kind}, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DynatssError(f"{where}: expected {kind}, got {value!r}")
+    if not math.isfinite(value):
+        raise DynatssError(f"{where}: expected a finite number, got {value!r}")
+    return value
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
@@ -189,7 +366,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         return value
     if origin is Literal:
         if value not in args:
-            raise DynatssError(f"{where}: {value!r} is not one of {list(args)}")
+            raise DynatssError(f"{where}: {value!r} is not one of {list(args)}{_suggest(str(value), list(map(str, args)))}")
         return value
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         if value is None and type(None) in args:
@@ -208,13 +385,12 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             raise DynatssError(f"{where}: expected a list, got {value!r}")
         return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
     if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise DynatssError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        return float(_to_number(value, where, "a number"))
     if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        number = _to_number(value, where, "an integer")
+        if isinstance(number, float) and not number.is_integer():
             raise DynatssError(f"{where}: expected an integer, got {value!r}")
-        return value
+        return int(number)
     if annotation is bool:
         if not isinstance(value, bool):
             raise DynatssError(f"{where}: expected true or false, got {value!r}")
@@ -226,18 +402,32 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     raise TypeError(f"unsupported annotation {annotation!r}")
 
 
-def _merge(instance: Any, updates: dict[str, Any], where: str) -> None:
+def _all_keys(instance: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for f in dataclasses.fields(instance):
+        value = getattr(instance, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += _all_keys(value, f"{prefix}{f.name}.")
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def _merge(instance: Any, updates: dict[str, Any], where: str, root: Any = None) -> None:
+    root = instance if root is None else root
     hints = typing.get_type_hints(type(instance))
     names = [f.name for f in dataclasses.fields(instance)]
     for key, value in updates.items():
+        key = str(key)
         path = f"{where}.{key}" if where else key
         if key not in names:
-            raise DynatssError(f"unknown config key '{path}'{_suggest(key, names)}")
+            elsewhere = [k for k in _all_keys(root) if not k.startswith(f"{where}.")]
+            raise DynatssError(f"unknown config key '{path}'{_suggest(key, names, elsewhere)}")
         current = getattr(instance, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise DynatssError(f"{path}: expected a mapping, got {value!r}")
-            _merge(current, value, path)
+            _merge(current, value, path, root)
         else:
             setattr(instance, key, _coerce(value, hints[key], path))
 
@@ -246,7 +436,11 @@ def _parse_override(text: str) -> dict[str, Any]:
     if "=" not in text:
         raise DynatssError(f"override '{text}' must look like key.sub=value")
     dotted, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or "parse error"
+        raise DynatssError(f"override '{text}': the value is not valid YAML ({problem})") from None
     nested: dict[str, Any] = {}
     node = nested
     keys = dotted.strip().split(".")
@@ -267,6 +461,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise DynatssError(f"{path}: config file not found") from None
         except OSError as error:
             raise DynatssError(f"{path}: cannot read the config ({error.strerror})") from None
+        except UnicodeDecodeError:
+            raise DynatssError(f"{path}: not a text file (expected a YAML config)") from None
         except yaml.YAMLError as error:
             raise DynatssError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from None
         if not isinstance(data, dict):
@@ -277,7 +473,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise DynatssError(f"{path}: {error}") from None
     for text in overrides:
         _merge(config, _parse_override(text), "")
-    return config
+    return validate_config(config)
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
@@ -285,5 +481,5 @@ def config_to_dict(config: Config) -> dict[str, Any]:
 
 
 def save_config(config: Config, path: str | Path) -> None:
-    """Write the resolved config as YAML (saved beside every run)."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    """Write the resolved config as YAML (saved beside every run), atomically."""
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))

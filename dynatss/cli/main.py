@@ -36,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     except DynatssError as error:
         print(f"dynatss {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the machine, not dynatss: a vanished file, a full disk, permissions
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"dynatss {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"dynatss {args.command}: error: out of memory", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"dynatss {args.command}: interrupted", file=sys.stderr)
         return 130

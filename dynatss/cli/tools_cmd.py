@@ -17,8 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--weights", required=True, help="checkpoint (.pth) or .safetensors file")
     predict.add_argument("--out", required=True, help="folder for drawn images and detections.json")
     predict.add_argument("--score-threshold", type=float, default=DEFAULT_PREDICT_THRESHOLD)
-    predict.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda (or gpu), cuda:N (default: auto)")
     predict.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
+    predict.add_argument("--max-pixels", type=int,
+                         help="refuse larger images (default: the run's data.max_image_pixels)")
     predict.set_defaults(func=run_predict)
 
     export = subparsers.add_parser("export", help="export a checkpoint to ONNX or safetensors")
@@ -42,26 +44,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("run_dir", metavar="RUN_DIR")
     report.add_argument("--images", type=int, default=DEFAULT_REPORT_IMAGES,
                         help="validation images with drawn predictions (0: none)")
-    report.add_argument("--device", default="cpu")
+    report.add_argument("--device", default="auto", help="auto, cpu, cuda (or gpu), cuda:N (default: auto)")
     report.set_defaults(func=run_report)
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from dynatss.engine.build import resolve_device
     from dynatss.engine.inference import load_detector
     from dynatss.errors import DynatssError
-    from dynatss.tools.predict import predict_files
+    from dynatss.tools.predict import check_output_folder, predict_files
 
     if args.batch_size < 1:
         raise DynatssError(f"--batch-size must be >= 1, got {args.batch_size}")
-    detector, cfg, meta = load_detector(args.weights, device=args.device)
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise DynatssError(f"--max-pixels must be >= 1, got {args.max_pixels}")
+    if not 0.0 <= args.score_threshold <= 1.0:
+        raise DynatssError(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
+    check_output_folder(args.out)
+    device = resolve_device(args.device, setting="--device")
+    detector, cfg, meta = load_detector(args.weights, device=device)
+    if args.max_pixels is not None:
+        cfg.data.max_image_pixels = args.max_pixels
     summary = predict_files(
         detector, cfg, meta, args.inputs, args.out,
-        score_threshold=args.score_threshold, device=args.device, batch_size=args.batch_size,
+        score_threshold=args.score_threshold, device=device, batch_size=args.batch_size,
     )  # fmt: skip
     count = sum(len(p.detections) for p in summary.predictions)
     print(f"predicted {len(summary.predictions)} images ({count} detections): {summary.detections_path}")
     if summary.failures:
-        print(f"{len(summary.failures)} images could not be read (see warnings above)", file=sys.stderr)
+        print(f"{len(summary.failures)} images could not be used (see warnings above)", file=sys.stderr)
         return 1
     return 0
 
@@ -90,8 +101,10 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from dynatss.engine.build import resolve_device
     from dynatss.tools.report import write_report
 
-    path = write_report(Path(args.run_dir), num_images=args.images, device=args.device)
+    device = resolve_device(args.device, setting="--device")
+    path = write_report(Path(args.run_dir), num_images=args.images, device=device)
     print(f"wrote {path} and {path.with_suffix('.html')}")
     return 0

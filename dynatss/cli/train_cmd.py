@@ -37,7 +37,7 @@ def _train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.output_dir:
         overrides.append(f"train.output_dir={args.output_dir}")
-    train(load_config(args.config, overrides), resume=args.resume)
+    train(load_config(args.config, overrides), resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
@@ -62,6 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     train.add_argument("--output-dir", help="run directory (default: train.output_dir)")
     train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pth")
+    train.add_argument("--overwrite", action="store_true",
+                       help="delete the run already in RUN_DIR (config, metrics, checkpoints, logs) and start anew")
     train.set_defaults(func=_train)
 
     evaluate = _add_parser(subparsers, "eval", help="COCO metrics of a checkpoint on a dataset split")

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from dynatss.data.files import IMAGE_SUFFIXES, link_or_copy, write_text_atomic
+from dynatss.data.decode import DEFAULT_MAX_PIXELS
+from dynatss.data.files import IMAGE_SUFFIXES, link_or_copy, resolves_inside, write_text_atomic
 from dynatss.data.problems import Problem
 from dynatss.data.records import DatasetMeta, ImageRecord
 from dynatss.data.validate import RawImage, RawObject, build_records
@@ -19,7 +20,8 @@ from dynatss.errors import DynatssError
 
 
 def yolo_splits(root: Path) -> list[str]:
-    return sorted(p.name for p in (Path(root) / "images").iterdir() if p.is_dir())
+    images = Path(root) / "images"
+    return sorted(p.name for p in images.iterdir() if p.is_dir()) if images.is_dir() else []
 
 
 def read_yolo_names(root: Path) -> list[str]:
@@ -28,6 +30,8 @@ def read_yolo_names(root: Path) -> list[str]:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise DynatssError(f"{path}: YOLO data.yaml not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DynatssError(f"{path}: cannot read data.yaml ({error})") from None
     except yaml.YAMLError as error:
         raise DynatssError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from None
     names = data.get("names") if isinstance(data, dict) else None
@@ -39,7 +43,7 @@ def read_yolo_names(root: Path) -> list[str]:
 
 
 def read_yolo(
-    root: str | Path, split: str, *, verify: bool = False
+    root: str | Path, split: str, *, verify: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> tuple[list[ImageRecord], DatasetMeta, list[Problem]]:
     root = Path(root)
     names = read_yolo_names(root)
@@ -55,15 +59,24 @@ def read_yolo(
         label_path = (root / "labels" / split / rel).with_suffix(".txt")
         raw = RawImage(position, rel.as_posix(), image_dir, label_path, None, None, normalized=True)
         if label_path.exists():
-            raw.objects = _parse_labels(label_path, len(names), names, problems)
+            raw.objects = _parse_labels(root, label_path, names, problems)
         raws.append(raw)
-    records, more = build_records(raws, verify=verify)
+    records, more = build_records(raws, root=root, verify=verify, max_pixels=max_pixels)
     return records, meta, problems + more
 
 
-def _parse_labels(path: Path, num_classes: int, names: list[str], problems: list[Problem]) -> list[RawObject]:
+def _parse_labels(root: Path, path: Path, names: list[str], problems: list[Problem]) -> list[RawObject]:
+    num_classes = len(names)
+    if not resolves_inside(path, root):
+        problems.append(Problem(path, f"symbolic link to {path.resolve()}, outside the dataset root; not read"))
+        return []
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        problems.append(Problem(path, f"cannot read the label file ({error}); its boxes are skipped"))
+        return []
     objects = []
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         what = f"line {line_no}"

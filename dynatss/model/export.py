@@ -11,14 +11,13 @@ exporter needs onnxscript) and knows torchvision's NMS symbolic.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from dynatss.atomic import atomic_path
 from dynatss.config import InferenceConfig
 from dynatss.errors import DynatssError
 from dynatss.model.detector import DetectionModel
@@ -62,10 +61,8 @@ def export_onnx(
     was_training = model.training
     wrapper.cpu().eval()
     example = torch.zeros(1, 3, height, width)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".onnx.tmp", delete=False) as tmp:
-        tmp_path = Path(tmp.name)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with atomic_path(path) as tmp_path, warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # deprecation and tracer warnings about constant shapes
             torch.onnx.export(
                 wrapper,
@@ -76,10 +73,6 @@ def export_onnx(
                 opset_version=OPSET,
                 dynamo=False,
             )
-        with tmp_path.open("rb") as file:
-            os.fsync(file.fileno())
-        os.replace(tmp_path, path)
     finally:
-        tmp_path.unlink(missing_ok=True)
         model.to(device).train(was_training)
     return path

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dynatss.atomic import check_writable_file
 from dynatss.config import Config, config_to_dict
 from dynatss.errors import DynatssError
 
@@ -39,10 +40,12 @@ def export_weights(
 
     if fmt not in FORMATS:
         raise DynatssError(f"--format must be one of {list(FORMATS)}, got {fmt!r}")
-    detector, cfg, meta = load_detector(weights, device="cpu")
+    for name, value in (("--height", height), ("--width", width)):
+        if value is not None and value <= 0:
+            raise DynatssError(f"{name} must be a positive number of pixels, got {value}")
     path = Path(out) if out is not None else Path(weights).with_suffix(f".{fmt}")
-    if path.resolve() == Path(weights).resolve():
-        raise DynatssError(f"{path}: the export would overwrite its own weights file; choose --out")
+    _check_output(path, Path(weights), fmt)
+    detector, cfg, meta = load_detector(weights, device="cpu")
     if fmt == "safetensors":
         from dynatss.engine.checkpoint import save_safetensors
 
@@ -51,11 +54,25 @@ def export_weights(
     from dynatss.model.export import export_onnx
 
     default_height, default_width = default_input_size(cfg)
-    height, width = height or default_height, width or default_width
-    if height <= 0 or width <= 0:
-        raise DynatssError(f"--height/--width must be positive, got {height}x{width}")
+    height = default_height if height is None else height
+    width = default_width if width is None else width
     path = export_onnx(detector, path, height=height, width=width, inference_cfg=cfg.inference)
     return ExportResult(path, *onnx_io_names(path))
+
+
+def _check_output(path: Path, weights: Path, fmt: str) -> None:
+    """Refuse, before any work, an output that would overwrite the weights (or their sidecar) or
+    cannot be written; a safetensors file must end in .safetensors (that is how it is loaded back)."""
+    from dynatss.engine.checkpoint import sidecar_path
+
+    if fmt == "safetensors" and path.suffix != ".safetensors":
+        raise DynatssError(f"{path}: a safetensors export must end in .safetensors (its sidecar is the .json)")
+    written = [path, sidecar_path(path)] if fmt == "safetensors" else [path]
+    protected = [weights, sidecar_path(weights)] if weights.suffix == ".safetensors" else [weights]
+    for target in written:
+        if any(target.resolve() == source.resolve() for source in protected):
+            raise DynatssError(f"{target}: the export would overwrite its own weights; choose another --out")
+    check_writable_file(path, what="export file (--out)")
 
 
 def onnx_io_names(path: Path) -> tuple[list[str], list[str]]:

@@ -1,7 +1,9 @@
 """Run a trained detector on image files: drawn images plus one detections.json.
 
-A file that cannot be decoded is reported on one line and skipped; the other images are still
-processed. Every output is written atomically, so outputs of earlier runs are never left damaged.
+A file that cannot be decoded, or whose detection or drawing fails, is reported on one line and
+skipped; the other images are still processed and detections.json lists the failures. The output
+folder is checked before any work is done, and every output is written atomically, so outputs of
+earlier runs are never left damaged.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from dynatss.atomic import atomic_write_bytes, atomic_write_text
+from dynatss.atomic import atomic_write_bytes, atomic_write_text, check_writable_folder
 from dynatss.config import Config
 from dynatss.data.records import DatasetMeta
 from dynatss.errors import DynatssError
@@ -101,6 +103,14 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
+def check_output_folder(out_dir: str | Path) -> Path:
+    """Fail in one line, before any image is processed, if ``out_dir`` cannot be written."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DynatssError(f"{out_dir}: --out is a file; give a folder for the drawn images and {DETECTIONS_FILE}")
+    return check_writable_folder(out_dir, what="--out folder")
+
+
 def predict_files(
     detector: nn.Module,
     cfg: Config,
@@ -119,19 +129,19 @@ def predict_files(
     paths = list_images(inputs)
     if not paths:
         raise DynatssError(f"{', '.join(map(str, inputs))}: no .jpg/.jpeg/.png images found")
-    out_dir = Path(out_dir)
+    out_dir = check_output_folder(out_dir)
     outputs = _output_names(paths, out_dir)
     detector = detector.eval().to(device)
     summary = PredictSummary()
     pending: list[tuple[Path, Path, Tensor]] = []
     for position, (path, output) in enumerate(zip(paths, outputs)):
         try:
-            pending.append((path, output, read_image(path)))
+            pending.append((path, output, read_image(path, max_pixels=cfg.data.max_image_pixels)))
         except DynatssError as error:
             summary.failures.append((str(path), str(error)))
             warn(str(error))
         if len(pending) == batch_size or (pending and position == len(paths) - 1):
-            summary.predictions.extend(_predict_batch(detector, cfg, meta, pending, device))
+            _predict_isolated(detector, cfg, meta, pending, device, summary, warn)
             pending = []
     document = {
         "images": [dataclasses.asdict(p) for p in summary.predictions],
@@ -141,6 +151,30 @@ def predict_files(
     }
     summary.detections_path = atomic_write_text(out_dir / DETECTIONS_FILE, json.dumps(document, indent=1) + "\n")
     return summary
+
+
+def _predict_isolated(
+    detector: nn.Module,
+    cfg: Config,
+    meta: DatasetMeta,
+    items: list[tuple[Path, Path, Tensor]],
+    device: str | torch.device,
+    summary: PredictSummary,
+    warn: Callable[[str], None],
+) -> None:
+    """:func:`_predict_batch`; if the batch fails, image by image, so one bad image costs only itself."""
+    try:
+        summary.predictions.extend(_predict_batch(detector, cfg, meta, items, device))
+        return
+    except (RuntimeError, ValueError, MemoryError) as error:
+        if len(items) == 1:
+            path = items[0][0]
+            message = f"{path}: detection failed ({(str(error).strip().splitlines() or [type(error).__name__])[0]})"
+            summary.failures.append((str(path), message))
+            warn(message)
+            return
+    for item in items:
+        _predict_isolated(detector, cfg, meta, [item], device, summary, warn)
 
 
 def _predict_batch(

@@ -5,12 +5,13 @@ figures in RUN_DIR/report/.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
 from torchvision.utils import draw_bounding_boxes
 
-from dynatss.atomic import atomic_write_bytes, atomic_write_text
+from dynatss.atomic import atomic_write_bytes, atomic_write_text, check_writable_folder
 from dynatss.errors import DynatssError
 from dynatss.tools.compare import format_value
 from dynatss.tools.document import Document
@@ -36,9 +37,10 @@ SUMMARY_KEYS = (
 LOSS_CURVES = (Panel("loss", "Total loss", "loss", log_scale=True), LOSS_BOX, *LOSS_PANELS)
 
 
-def write_report(run_dir: Path, *, num_images: int = 4, device: str = "cpu") -> Path:
+def write_report(run_dir: Path, *, num_images: int = 4, device: str | torch.device = "cpu") -> Path:
     """Write RUN_DIR/report.md (and report.html beside it); return the Markdown file's path."""
     run = read_run(run_dir)
+    check_writable_folder(run.run_dir, what="run directory (report.md is written there)")
     assets = run.run_dir / ASSETS_DIR
     document = Document(f"Run report: {run.name}")
     _config_section(document, run)
@@ -126,6 +128,7 @@ def _samples_section(document: Document, run: RunLog, assets: Path, *, num_image
         written = _draw_samples(checkpoint, assets, num_images=num_images, device=device)
     except DynatssError as error:
         document.paragraph(f"Sample predictions skipped: {error}")
+        print(f"warning: sample predictions skipped: {error}", file=sys.stderr)
         return
     document.paragraph(
         f"Detections with score >= {SAMPLE_SCORE_THRESHOLD} from `{checkpoint.name}` on validation images "
@@ -135,22 +138,38 @@ def _samples_section(document: Document, run: RunLog, assets: Path, *, num_image
         document.image(f"{ASSETS_DIR}/{path.name}", source.name)
 
 
+def _validation_records(cfg, meta) -> list:
+    """The run's validation images. Runs store ``data.root`` absolute; an older run's relative root is
+    read from the current folder, and only if that data has the run's classes (else another run's)."""
+    from dynatss.engine.build import load_split
+
+    root = Path(cfg.data.root)
+    where = root if root.is_absolute() else f"{root} (relative to {Path.cwd()}; the run does not record its folder)"
+    if cfg.data.format != "synthetic" and not root.is_dir():
+        raise DynatssError(f"data.root {where} no longer exists; the data of this run is gone")
+    read = load_split(cfg.data, cfg.data.val_split)
+    if tuple(read.meta.class_names) != tuple(meta.class_names):
+        raise DynatssError(
+            f"data.root {where} holds classes {list(read.meta.class_names)}, not this run's {list(meta.class_names)}"
+        )
+    if not read.records:
+        raise DynatssError(f"{cfg.data.root}: the '{cfg.data.val_split}' split has no images")
+    return read.records
+
+
 def _draw_samples(checkpoint: Path, assets: Path, *, num_images: int, device: str) -> list[tuple[Path, Path]]:
     """Detect on ``num_images`` validation images spread over the split; write the drawings."""
-    from dynatss.engine.build import load_split
     from dynatss.engine.inference import load_detector
     from dynatss.tools.predict import detect
 
     detector, cfg, meta = load_detector(checkpoint, device=device)
     cfg.inference.score_threshold = SAMPLE_SCORE_THRESHOLD
-    records = load_split(cfg.data, cfg.data.val_split).records
-    if not records:
-        raise DynatssError(f"{cfg.data.root}: the '{cfg.data.val_split}' split has no images")
+    records = _validation_records(cfg, meta)
     step = max(1, len(records) // num_images)
     chosen = records[::step][:num_images]
     written = []
     for index, record in enumerate(chosen):
-        image = read_image(record.path)
+        image = read_image(record.path, max_pixels=cfg.data.max_image_pixels)
         (result,) = detect(detector, [image], cfg, device=device)
         with_truth = draw_bounding_boxes(image, torch.from_numpy(record.boxes), colors=GROUND_TRUTH_COLOR)
         drawn = draw_detections(with_truth, result["boxes"], result["labels"], result["scores"], meta.class_names)
