@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dynatss.atomic import atomic_path
+from dynatss.atomic import atomic_path, atomic_write
 from dynatss.data.records import DatasetMeta
 from dynatss.errors import DynatssError
 
@@ -99,11 +99,12 @@ def meta_from_dict(data: dict[str, list], source: str | Path = "checkpoint") -> 
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Write ``state`` to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
-    path = Path(path)
-    with atomic_path(path) as temporary:
-        torch.save(state, temporary)
-    return path
+    """Write ``state`` to ``path`` atomically (temporary file in the same folder, fsync, rename).
+
+    torch.save writes into an open file, so a full disk is reported as such (OSError ENOSPC), not as
+    torch's "unexpected pos"; either way the error is one line and the previous file stays.
+    """
+    return atomic_write(path, lambda handle: torch.save(state, handle))
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
