@@ -211,12 +211,15 @@ class Range:
         return self.high is None or (value < self.high if self.high_open else value <= self.high)
 
     def __str__(self) -> str:
+        def number(value: float) -> str:
+            return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
         if self.high is None:
-            return f"{'>' if self.low_open else '>='} {self.low:g}"
+            return f"{'>' if self.low_open else '>='} {number(self.low)}"
         if self.low is None:
-            return f"{'<' if self.high_open else '<='} {self.high:g}"
+            return f"{'<' if self.high_open else '<='} {number(self.high)}"
         left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
-        return f"in {left}{self.low:g}, {self.high:g}{right}"
+        return f"in {left}{number(self.low)}, {number(self.high)}{right}"
 
     def problem(self, value: Any) -> str | None:
         """What is wrong with ``value`` (one phrase), or None."""
