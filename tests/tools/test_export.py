@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import stat
+
 import numpy as np
 import torch
 
+from dynatss.atomic import default_file_mode
 from dynatss.cli.main import main
 from dynatss.engine.inference import load_detector
 from dynatss.tools.predict import detect
@@ -23,6 +26,7 @@ def test_export_onnx_cli_matches_pytorch(tiny_run, tmp_path, capsys):
                  "--height", str(SIZE), "--width", str(SIZE), "--out", str(path)])
     out = capsys.readouterr().out
     assert code == 0 and path.is_file()
+    assert stat.S_IMODE(path.stat().st_mode) == default_file_mode()  # not tempfile's 0600 (issue 11)
     assert str(path) in out and "inputs: images" in out and "outputs: boxes, scores, labels" in out
 
     image = _image()
