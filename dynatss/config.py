@@ -303,6 +303,10 @@ VALUE_RANGES: dict[str, Range] = {
 }
 
 
+# Strings that must not be empty (an empty train.output_dir would be the current folder).
+NON_EMPTY_STRINGS = ("data.root", "data.train_split", "data.val_split", "train.output_dir")
+
+
 def _empty_list_allowed(key: str) -> bool:
     return key == "solver.steps"  # no milestones: a constant lr after warm-up
 
@@ -317,6 +321,10 @@ def validate_config(config: Config) -> Config:
         problem = allowed.problem(value)
         if problem is not None:
             raise DynatssError(f"{key} = {_show(value)}: {problem}")
+    for key in NON_EMPTY_STRINGS:
+        section, name = key.split(".")
+        if not str(getattr(getattr(config, section), name)).strip():
+            raise DynatssError(f"{key} is empty")
     if not DEVICE_PATTERN.fullmatch(str(config.train.device)):
         raise DynatssError(f"train.device = {config.train.device!r}: must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'gpu'")
     return config

@@ -36,6 +36,8 @@ def read_yolo_names(root: Path) -> list[str]:
         raise DynatssError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from None
     names = data.get("names") if isinstance(data, dict) else None
     if isinstance(names, dict):
+        if not all(isinstance(k, int) and not isinstance(k, bool) for k in names):
+            raise DynatssError(f"{path}: 'names' as a mapping needs integer class indices as keys")
         names = [names[k] for k in sorted(names)]
     if not isinstance(names, list) or not names:
         raise DynatssError(f"{path}: needs a non-empty 'names' list (or mapping index -> name)")

@@ -41,6 +41,7 @@ def test_integers_may_be_written_as_integral_floats():
         ("solver.base_lr=nan", "solver.base_lr: expected a finite number, got nan"),
         ("train.seed=-1", "train.seed = -1: must be in [0, 4294967295]"),
         ("train.device=tpu", "train.device = 'tpu': must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'gpu'"),
+        ("train.output_dir=", "train.output_dir is empty"),
     ],
 )
 def test_values_out_of_range_fail_at_load_time_naming_the_key(override, message):

@@ -64,6 +64,13 @@ def test_malformed_coco_entries_are_problems_not_tracebacks(tmp_path):
     assert any("annotation id 99" in m and "degenerate box" in m for m in messages)
 
 
+def test_yolo_names_mapping_needs_integer_keys(tmp_path):
+    root = write_yolo(tmp_path)
+    (root / "data.yaml").write_text("names: {0: cat, x: dog}\n")
+    with pytest.raises(DynatssError, match=r"data.yaml: 'names' as a mapping needs integer class indices"):
+        read_dataset("yolo", root, "train")
+
+
 def test_voc_without_any_object_name_is_an_error_naming_the_folder(tmp_path):
     root = write_voc(tmp_path, spec=[("a.png", (20, 20), [])])
     with pytest.raises(DynatssError, match=r"Annotations: no object names in any annotation file"):
