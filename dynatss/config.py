@@ -4,8 +4,8 @@ One config system for the whole toolkit. Defaults are the paper's (ATSS / Dynami
 a YAML file overrides them, and ``key.sub=value`` strings override the file. Unknown keys are
 rejected with a "did you mean" suggestion, so a typo never silently falls back to a default.
 Every value is checked when the config is loaded: its type (numbers in any float notation, also
-``1e-4``, which YAML reads as a string) and its range (:data:`VALUE_RANGES`), so a bad value fails
-in one line naming the key before any data is read.
+``1e-4``, which YAML reads as a string) and its range (:mod:`dynatss.config_values`), so a bad value
+fails in one line naming the key before any data is read.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,14 +21,12 @@ from typing import Any, Literal
 import yaml
 
 from dynatss.atomic import atomic_write_text
+from dynatss.config_values import check_values
 from dynatss.errors import DynatssError
 
 # PIL's decompression-bomb threshold (~89.5 megapixels, e.g. 9459 x 9459): the default limit on the
 # pixels of any image dynatss opens (dynatss.data.decode).
 DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
-# Devices every command accepts (train.device, --device): "auto" is CUDA when present, else CPU;
-# "gpu" is another name for "cuda"; "cuda:N" picks a GPU. See dynatss.engine.build.resolve_device.
-DEVICE_PATTERN = re.compile(r"auto|cpu|gpu|cuda(:\d+)?")
 
 
 @dataclass
@@ -188,153 +185,6 @@ class Config:
 
 
 # --------------------------------------------------------------------------------------------
-# Value ranges, checked when a config is loaded
-
-
-@dataclass(frozen=True)
-class Range:
-    """Allowed numbers: ``low``/``high`` bounds (None: unbounded), inclusive unless ``*_open``.
-
-    For a list-valued key every element must be in range, and ``length`` (if set) is the exact
-    number of elements (else at least one). ``None`` values (optional keys) are always allowed.
-    """
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    length: int | None = None
-
-    def contains(self, value: float) -> bool:
-        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-            return False
-        return self.high is None or (value < self.high if self.high_open else value <= self.high)
-
-    def __str__(self) -> str:
-        def number(value: float) -> str:
-            return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-        if self.high is None:
-            return f"{'>' if self.low_open else '>='} {number(self.low)}"
-        if self.low is None:
-            return f"{'<' if self.high_open else '<='} {number(self.high)}"
-        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
-        return f"in {left}{number(self.low)}, {number(self.high)}{right}"
-
-    def problem(self, value: Any) -> str | None:
-        """What is wrong with ``value`` (one phrase), or None."""
-        if value is None:
-            return None
-        if isinstance(value, list):
-            if self.length is not None and len(value) != self.length:
-                return f"needs exactly {self.length} values"
-            if not value:
-                return "needs at least one value"
-            bad = [v for v in value if not self.contains(v)]
-            return f"every value must be {self}" if bad else None
-        return None if self.contains(value) else f"must be {self}"
-
-
-POSITIVE = Range(low=0, low_open=True)
-NON_NEGATIVE = Range(low=0)
-AT_LEAST_ONE = Range(low=1)
-FRACTION = Range(low=0, high=1)
-OPEN_FRACTION = Range(low=0, high=1, low_open=True, high_open=True)
-
-# Key -> allowed range. Keys not listed are only type-checked; add a line when adding a key.
-VALUE_RANGES: dict[str, Range] = {
-    "model.frozen_stages": NON_NEGATIVE,
-    "model.fpn_channels": AT_LEAST_ONE,
-    "model.head_convs": NON_NEGATIVE,
-    "model.head_channels": AT_LEAST_ONE,
-    "model.num_classes": AT_LEAST_ONE,
-    "model.anchor_scales": POSITIVE,
-    "model.anchor_ratios": POSITIVE,
-    "model.prior_prob": OPEN_FRACTION,
-    "model.box_weights": Range(low=0, low_open=True, length=4),
-    "model.reg_max": AT_LEAST_ONE,
-    "model.dgqp_topk": AT_LEAST_ONE,
-    "model.dgqp_channels": AT_LEAST_ONE,
-    "model.star_gradient_mul": FRACTION,
-    "assign.topk": AT_LEAST_ONE,
-    "assign.pred_weight": NON_NEGATIVE,
-    "assign.anchor_weight": NON_NEGATIVE,
-    "assign.ignore_iof": FRACTION,
-    "loss.focal_alpha": FRACTION,
-    "loss.focal_gamma": NON_NEGATIVE,
-    "loss.qfl_beta": NON_NEGATIVE,
-    "loss.vfl_alpha": NON_NEGATIVE,
-    "loss.vfl_gamma": NON_NEGATIVE,
-    "loss.box_weight": NON_NEGATIVE,
-    "loss.quality_weight": NON_NEGATIVE,
-    "loss.dfl_weight": NON_NEGATIVE,
-    "loss.box_refine_weight": NON_NEGATIVE,
-    "inference.score_threshold": FRACTION,
-    "inference.pre_nms_topk": AT_LEAST_ONE,
-    "inference.nms_threshold": FRACTION,
-    "inference.max_detections": AT_LEAST_ONE,
-    "data.min_sizes": AT_LEAST_ONE,
-    "data.max_size": AT_LEAST_ONE,
-    "data.test_min_size": AT_LEAST_ONE,
-    "data.hflip_prob": FRACTION,
-    "data.size_divisibility": AT_LEAST_ONE,
-    "data.num_workers": NON_NEGATIVE,
-    "data.max_image_pixels": AT_LEAST_ONE,
-    "data.synthetic_train_images": AT_LEAST_ONE,
-    "data.synthetic_val_images": NON_NEGATIVE,
-    "data.synthetic_image_size": Range(low=32),
-    "data.synthetic_seed": NON_NEGATIVE,
-    "solver.max_iter": AT_LEAST_ONE,
-    "solver.batch_size": AT_LEAST_ONE,
-    "solver.base_lr": POSITIVE,
-    "solver.momentum": Range(low=0, high=1, high_open=True),
-    "solver.weight_decay": NON_NEGATIVE,
-    "solver.steps": Range(low=0),
-    "solver.gamma": POSITIVE,
-    "solver.warmup_iters": NON_NEGATIVE,
-    "solver.warmup_factor": FRACTION,
-    "solver.clip_grad_norm": POSITIVE,
-    "solver.ema_decay": OPEN_FRACTION,
-    "train.seed": Range(low=0, high=2**32 - 1),  # NumPy's seed range
-    "train.log_period": AT_LEAST_ONE,
-    "train.eval_period": NON_NEGATIVE,
-    "train.checkpoint_period": AT_LEAST_ONE,
-    "train.keep_last": AT_LEAST_ONE,
-}
-
-
-# Strings that must not be empty (an empty train.output_dir would be the current folder).
-NON_EMPTY_STRINGS = ("data.root", "data.train_split", "data.val_split", "train.output_dir")
-
-
-def _empty_list_allowed(key: str) -> bool:
-    return key == "solver.steps"  # no milestones: a constant lr after warm-up
-
-
-def validate_config(config: Config) -> Config:
-    """Check every value against :data:`VALUE_RANGES` and the device name; one line per failure."""
-    for key, allowed in VALUE_RANGES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(config, section), name)
-        if isinstance(value, list) and not value and _empty_list_allowed(key):
-            continue
-        problem = allowed.problem(value)
-        if problem is not None:
-            raise DynatssError(f"{key} = {_show(value)}: {problem}")
-    for key in NON_EMPTY_STRINGS:
-        section, name = key.split(".")
-        if not str(getattr(getattr(config, section), name)).strip():
-            raise DynatssError(f"{key} is empty")
-    if not DEVICE_PATTERN.fullmatch(str(config.train.device)):
-        raise DynatssError(f"train.device = {config.train.device!r}: must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'gpu'")
-    return config
-
-
-def _show(value: Any) -> str:
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
-
-
-# --------------------------------------------------------------------------------------------
 # Loading
 
 
@@ -485,6 +335,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     for text in overrides:
         _merge(config, _parse_override(text), "")
     return validate_config(config)
+
+
+def validate_config(config: Config) -> Config:
+    """Check every value's range and the device name (see :mod:`dynatss.config_values`)."""
+    check_values(config)
+    return config
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

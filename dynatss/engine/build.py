@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from dynatss.config import DEVICE_PATTERN, Config, DataConfig
+from dynatss.config import Config, DataConfig
+from dynatss.config_values import DEVICE_PATTERN
 from dynatss.data.datasets import DatasetRead, read_dataset
 from dynatss.data.records import DatasetMeta
 from dynatss.engine.distributed import barrier

@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from dynatss.config import VALUE_RANGES, Config, load_config
+from dynatss.config import Config, load_config
+from dynatss.config_values import VALUE_RANGES
 from dynatss.errors import DynatssError
 from tests.robust.conftest import one_line_error
 
