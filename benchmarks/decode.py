@@ -12,6 +12,7 @@ result is the ratio PIL / torchvision (1.0: as fast). Both must give identical p
 from __future__ import annotations
 
 import argparse
+import functools
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +28,10 @@ from dynatss.data.decode import decode_image as dynatss_decode
 def _photo_like(size: int) -> np.ndarray:
     ramp = np.linspace(0, 255, size * size * 3).reshape(size, size, 3).astype(np.uint8)
     return ramp ^ np.random.default_rng(0).integers(0, 16, (size, size, 3), dtype=np.uint8)
+
+
+def _torchvision_decode(path: Path) -> torch.Tensor:
+    return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
 
 
 def _seconds(function, count: int) -> float:
@@ -48,7 +53,8 @@ def main() -> None:
         for size in args.sizes:
             path = Path(folder) / f"{size}.png"
             Image.fromarray(_photo_like(size)).save(path)
-            ours, theirs = (lambda: dynatss_decode(path)), (lambda: decode_image(read_file(str(path)), mode=ImageReadMode.RGB))
+            ours = functools.partial(dynatss_decode, path)
+            theirs = functools.partial(_torchvision_decode, path)
             assert torch.equal(ours(), theirs())
             best = {"ours": float("inf"), "theirs": float("inf")}
             for _ in range(args.repeats):

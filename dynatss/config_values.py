@@ -120,6 +120,8 @@ VALUE_RANGES: dict[str, Range] = {
     "solver.max_iter": AT_LEAST_ONE,
     "solver.batch_size": AT_LEAST_ONE,
     "solver.base_lr": POSITIVE,
+    "solver.base_batch_size": AT_LEAST_ONE,
+    "solver.bias_lr_factor": NON_NEGATIVE,
     "solver.momentum": Range(low=0, high=1, high_open=True),
     "solver.weight_decay": NON_NEGATIVE,
     "solver.steps": Range(low=0),

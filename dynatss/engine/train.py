@@ -43,6 +43,7 @@ from dynatss.engine.distributed import (
     setup_distributed,
 )
 from dynatss.engine.evaluate import EvalResult, evaluate, format_percent, format_table, write_detections
+from dynatss.engine.lr_schedule import describe_lr
 from dynatss.engine.precision import autocast_context, float_outputs
 from dynatss.engine.run_dir import check_run_dir, start_run_dir
 from dynatss.engine.run_logger import RunLogger, WindowAverage
@@ -163,7 +164,8 @@ def _train(cfg, ctx, device, resume, overwrite, criterion_override) -> TrainResu
 
     per_rank = per_rank_batch_size(cfg.solver.batch_size, ctx.world_size)
     amp = cfg.solver.amp if device.type == "cuda" else "none (solver.amp needs CUDA)"
-    _print(ctx, f"device {device} x {ctx.world_size} process(es), {per_rank} images each per step, amp {amp}")
+    _print(ctx, f"device {device} x {ctx.world_size} process(es), {per_rank} images each per step, amp {amp}; "
+           f"lr {describe_lr(cfg.solver)}")
     model = build_model(cfg, device)
     criterion = criterion_override or build_criterion(cfg, model)
     state = TrainState.create(model, cfg, device)
@@ -234,15 +236,17 @@ def _step(state, train_model, criterion, batch, cfg, autocast, device) -> dict[s
         )
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(result.total).backward()
-    if cfg.solver.clip_grad_norm is not None:
-        state.scaler.unscale_(state.optimizer)
-        nn.utils.clip_grad_norm_(state.model.parameters(), cfg.solver.clip_grad_norm)
+    # The gradient norm is logged on every run (a spike shows an unstable recipe); with
+    # solver.clip_grad_norm set, gradients above it are scaled down to it.
+    state.scaler.unscale_(state.optimizer)
+    max_norm = cfg.solver.clip_grad_norm if cfg.solver.clip_grad_norm is not None else math.inf
+    grad_norm = nn.utils.clip_grad_norm_(state.model.parameters(), max_norm)
     state.scaler.step(state.optimizer)
     state.scaler.update()
     state.scheduler.step()
     if state.ema is not None:
         state.ema.update_parameters(state.model)
-    values = {"loss": float(result.total.detach())}
+    values = {"loss": float(result.total.detach()), "grad_norm": float(grad_norm)}
     values.update({key: float(value) for key, value in result.terms.items()})
     values.update({key: float(value) for key, value in result.stats.items()})
     return values
