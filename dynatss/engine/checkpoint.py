@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dynatss.atomic import atomic_path, atomic_write
+from dynatss.atomic import atomic_path, atomic_write, atomic_write_text
 from dynatss.data.records import DatasetMeta
 from dynatss.errors import DynatssError
 
@@ -231,9 +231,7 @@ def save_safetensors(
     with atomic_path(path) as temporary:
         save_model(model, str(temporary))
     if config is not None and meta is not None:
-        sidecar = sidecar_path(path)
-        with atomic_path(sidecar) as temporary:
-            temporary.write_text(json.dumps({"config": config, "meta": meta_to_dict(meta)}, indent=1))
+        atomic_write_text(sidecar_path(path), json.dumps({"config": config, "meta": meta_to_dict(meta)}, indent=1))
     return path
 
 
