@@ -11,6 +11,7 @@ import torch
 
 from dynatss.config import Config, _merge, validate_config
 from dynatss.data.records import DatasetMeta
+from dynatss.engine.build import resolve_device
 from dynatss.engine.checkpoint import (
     inference_parts,
     load_checkpoint,
@@ -88,4 +89,6 @@ def load_detector(weights_path: str | Path, device: str | torch.device = "cpu") 
         )
     model = build_detector(dataclasses.replace(config.model, pretrained=None))  # weights: the file's
     load_weights(model, state_dict, path)
+    if isinstance(device, str):  # "auto", "cuda", "gpu", ...: the one device rule of every command
+        device = resolve_device(device, setting="device")
     return model.to(device).eval(), config, meta
