@@ -201,12 +201,16 @@ def state_dict_mismatch(model: nn.Module, state_dict: Mapping[str, Any]) -> str 
     parts = []
     if shapes:
         key, theirs, ours = shapes[0]
-        parts.append(f"{len(shapes)} tensors of another shape, e.g. {key}: file {theirs}, model {ours}")
+        parts.append(f"{_count(len(shapes), 'tensor')} of another shape, e.g. {key}: file {theirs}, model {ours}")
     if missing:
         parts.append(f"{len(missing)} missing, e.g. {missing[0]}")
     if unexpected:
         parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
     return "; ".join(parts) or None
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 # --------------------------------------------------------------------------------------------

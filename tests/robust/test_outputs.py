@@ -96,7 +96,7 @@ def test_state_dict_mismatch_names_a_key_and_both_shapes():
     model = torch.nn.Sequential(torch.nn.Linear(3, 4))
     state = {"0.weight": torch.zeros(5, 3), "0.bias": torch.zeros(4), "extra": torch.zeros(1)}
     assert state_dict_mismatch(model, state) == (
-        "1 tensors of another shape, e.g. 0.weight: file [5, 3], model [4, 3]; 1 unexpected, e.g. extra"
+        "1 tensor of another shape, e.g. 0.weight: file [5, 3], model [4, 3]; 1 unexpected, e.g. extra"
     )
     assert state_dict_mismatch(model, model.state_dict()) is None
 
