@@ -11,7 +11,9 @@ from dynatss.errors import DynatssError
 # torch's messages when an allocation fails (CPU allocator, CUDA caching allocator).
 _OUT_OF_MEMORY = ("can't allocate memory", "out of memory", "OutOfMemoryError")
 # Each module exposes register(subparsers) and sets `func` on its parsers.
-_COMMAND_MODULES = ("dynatss.cli.train_cmd", "dynatss.cli.data_cmd", "dynatss.cli.tools_cmd")
+_COMMAND_MODULES = (
+    "dynatss.cli.train_cmd", "dynatss.cli.data_cmd", "dynatss.cli.tools_cmd", "dynatss.cli.assign_cmd",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -58,6 +58,9 @@ def build_records(
 ) -> tuple[list[ImageRecord], list[Problem]]:
     """Check ``raws`` (images of the dataset at ``root``); return the clean records and the problems.
 
+    An image, symbolic links followed, must lie inside ``root`` or inside the folder its entry names
+    (a YOLO data.yaml may list split folders elsewhere).
+
     ``verify`` decodes every image fully (``data check``, ``train``; cached, see scan.py), otherwise
     only headers are read. Images over ``max_pixels`` pixels are refused either way.
     """
@@ -77,7 +80,7 @@ def build_records(
                 Problem(raw.source, f"file_name '{raw.file_name}' points outside the dataset root; not read")
             )
             continue
-        if not resolves_inside(path, root):
+        if not (resolves_inside(path, root) or resolves_inside(path, raw.image_dir)):
             problems.append(
                 Problem(path, f"symbolic link to {path.resolve()}, outside the dataset root {root}; not read")
             )

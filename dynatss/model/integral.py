@@ -50,10 +50,12 @@ def logits_with_mean(mean: float, reg_max: int, *, width: float = 1.0) -> Tensor
 
 
 def anchor_strides(strides: list[int], num_anchors_per_level: list[int], like: Tensor) -> Tensor:
-    """Stride of every anchor: [A] with the dtype and device of ``like``."""
-    per_level = torch.tensor(strides, dtype=like.dtype, device=like.device)  # [L]
-    counts = torch.tensor(num_anchors_per_level, device=like.device)  # [L]
-    return per_level.repeat_interleave(counts, output_size=sum(num_anchors_per_level))
+    """Stride of every anchor: [A] with the dtype and device of ``like``.
+
+    Built level by level from the counts, so that while tracing for ONNX (counts are then traced
+    sizes) the result follows the input size.
+    """
+    return torch.cat([like.new_full((count,), stride) for stride, count in zip(strides, num_anchors_per_level)])
 
 
 def distances_to_boxes(anchors: Tensor, ltrb: Tensor) -> Tensor:

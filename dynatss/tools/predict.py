@@ -1,9 +1,12 @@
 """Run a trained detector on image files: drawn images plus one detections.json.
 
-A file that cannot be decoded, or whose detection or drawing fails, is reported on one line and
-skipped; the other images are still processed and detections.json lists the failures. The output
-folder is checked before any work is done, and every output is written atomically, so outputs of
-earlier runs are never left damaged.
+``predict_files`` goes through the public API (dynatss.api.Detector), so checkpoints and ONNX
+exports predict alike; ``detect`` is the PyTorch forward pass + post-processing it uses.
+
+A file that cannot be decoded (or is over the pixel limit), or whose detection fails, is reported
+on one line and skipped; the other images are still processed and detections.json lists the
+failures. The output folder is checked before any work is done, and every output is written
+atomically, so outputs of earlier runs are never left damaged.
 """
 
 from __future__ import annotations
@@ -14,23 +17,25 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from dynatss.atomic import atomic_write_bytes, atomic_write_text, check_writable_folder
-from dynatss.config import Config
-from dynatss.data.records import DatasetMeta
+from dynatss.config import DEFAULT_MAX_IMAGE_PIXELS, Config
 from dynatss.errors import DynatssError
 from dynatss.tools.images import (
     IMAGE_SUFFIXES,
-    draw_detections,
     encode_image,
     list_images,
     pad_batch,
     read_image,
     resize_for_test,
 )
+
+if TYPE_CHECKING:
+    from dynatss.api import Detector
 
 DETECTIONS_FILE = "detections.json"
 
@@ -67,20 +72,6 @@ def detect(detector: nn.Module, images: list[Tensor], cfg: Config, *, device: st
     return [{key: value.cpu() for key, value in result.items()} for result in results]
 
 
-def detections_to_json(result: dict, meta: DatasetMeta) -> list[dict]:
-    """One dict per detection: box (xyxy original pixels), score, label, category_id, class_name."""
-    rows = []
-    for box, score, label in zip(result["boxes"].tolist(), result["scores"].tolist(), result["labels"].tolist()):
-        rows.append({
-            "box": [round(v, 2) for v in box],
-            "score": round(score, 4),
-            "label": int(label),
-            "category_id": int(meta.category_ids[label]),
-            "class_name": meta.class_names[label],
-        })
-    return rows
-
-
 def _output_names(paths: list[Path], out_dir: Path) -> list[Path]:
     """``out_dir / name`` per input, with ``_1``, ``_2`` ... added where two inputs share a name."""
     out_dir = out_dir.resolve()
@@ -112,59 +103,58 @@ def check_output_folder(out_dir: str | Path) -> Path:
 
 
 def predict_files(
-    detector: nn.Module,
-    cfg: Config,
-    meta: DatasetMeta,
+    detector: Detector,
     inputs: list[str | Path],
     out_dir: str | Path,
     *,
     score_threshold: float | None = None,
-    device: str | torch.device = "cpu",
     batch_size: int = 4,
+    max_pixels: int | None = None,
     warn: Callable[[str], None] = _warn,
 ) -> PredictSummary:
-    """Detect on the images of ``inputs`` (files or folders) and write drawn copies + detections.json."""
-    if score_threshold is not None:
-        cfg = dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, score_threshold=score_threshold))
+    """Detect on the images of ``inputs`` (files or folders) and write drawn copies + detections.json.
+
+    Images over ``max_pixels`` pixels (default: the run's ``data.max_image_pixels``) are refused.
+    """
+    threshold = detector.score_threshold if score_threshold is None else score_threshold
+    if max_pixels is None:
+        max_pixels = detector.config.data.max_image_pixels if detector.config else DEFAULT_MAX_IMAGE_PIXELS
     paths = list_images(inputs)
     if not paths:
         raise DynatssError(f"{', '.join(map(str, inputs))}: no .jpg/.jpeg/.png images found")
     out_dir = check_output_folder(out_dir)
     outputs = _output_names(paths, out_dir)
-    detector = detector.eval().to(device)
     summary = PredictSummary()
     pending: list[tuple[Path, Path, Tensor]] = []
     for position, (path, output) in enumerate(zip(paths, outputs)):
         try:
-            pending.append((path, output, read_image(path, max_pixels=cfg.data.max_image_pixels)))
+            pending.append((path, output, read_image(path, max_pixels=max_pixels)))
         except DynatssError as error:
             summary.failures.append((str(path), str(error)))
             warn(str(error))
         if len(pending) == batch_size or (pending and position == len(paths) - 1):
-            _predict_isolated(detector, cfg, meta, pending, device, summary, warn)
+            _predict_isolated(detector, pending, threshold, summary, warn)
             pending = []
     document = {
         "images": [dataclasses.asdict(p) for p in summary.predictions],
         "failed": [{"file": file, "error": reason} for file, reason in summary.failures],
-        "class_names": list(meta.class_names),
-        "score_threshold": cfg.inference.score_threshold,
+        "class_names": list(detector.class_names),
+        "score_threshold": threshold,
     }
     summary.detections_path = atomic_write_text(out_dir / DETECTIONS_FILE, json.dumps(document, indent=1) + "\n")
     return summary
 
 
 def _predict_isolated(
-    detector: nn.Module,
-    cfg: Config,
-    meta: DatasetMeta,
+    detector: Detector,
     items: list[tuple[Path, Path, Tensor]],
-    device: str | torch.device,
+    score_threshold: float,
     summary: PredictSummary,
     warn: Callable[[str], None],
 ) -> None:
     """:func:`_predict_batch`; if the batch fails, image by image, so one bad image costs only itself."""
     try:
-        summary.predictions.extend(_predict_batch(detector, cfg, meta, items, device))
+        summary.predictions.extend(_predict_batch(detector, items, score_threshold))
         return
     except (RuntimeError, ValueError, MemoryError) as error:
         if len(items) == 1:
@@ -174,24 +164,18 @@ def _predict_isolated(
             warn(message)
             return
     for item in items:
-        _predict_isolated(detector, cfg, meta, [item], device, summary, warn)
+        _predict_isolated(detector, [item], score_threshold, summary, warn)
 
 
 def _predict_batch(
-    detector: nn.Module,
-    cfg: Config,
-    meta: DatasetMeta,
-    items: list[tuple[Path, Path, Tensor]],
-    device: str | torch.device,
+    detector: Detector, items: list[tuple[Path, Path, Tensor]], score_threshold: float
 ) -> list[ImagePrediction]:
     """Detect on (input path, output path, image) items in one forward pass; write the drawings."""
-    results = detect(detector, [image for _, _, image in items], cfg, device=device)
+    results = detector.predict([image for _, _, image in items], score_threshold=score_threshold)
     predictions = []
-    for (path, output, image), result in zip(items, results):
-        drawn = draw_detections(image, result["boxes"], result["labels"], result["scores"], meta.class_names)
-        atomic_write_bytes(output, encode_image(drawn, output.suffix))
-        height, width = image.shape[-2:]
+    for (path, output, _), result in zip(items, results):
+        atomic_write_bytes(output, encode_image(result.draw(), output.suffix))
         predictions.append(
-            ImagePrediction(str(path), output.name, int(width), int(height), detections_to_json(result, meta))
+            ImagePrediction(str(path), output.name, result.width, result.height, result.detections())
         )
     return predictions

@@ -1,6 +1,7 @@
-"""One run's report: config summary, final and best COCO metrics, per-class AP, training curves and
-sample predictions on validation images. Written as RUN_DIR/report.md and RUN_DIR/report.html, with
-figures in RUN_DIR/report/.
+"""One run's report: config summary, final and best COCO metrics, per-class AP, training curves,
+where the detector fails (PR curves, confusion matrix, per-class precision / recall / F1 of its
+checkpoint on the validation split) and sample predictions on validation images. Written as
+RUN_DIR/report.md and RUN_DIR/report.html, with figures in RUN_DIR/report/.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import sys
 from pathlib import Path
 
 import torch
-from torchvision.utils import draw_bounding_boxes
 
 from dynatss.atomic import atomic_write_bytes, atomic_write_text, check_writable_folder
 from dynatss.errors import DynatssError
@@ -24,7 +24,6 @@ REPORT_HTML = "report.html"
 ASSETS_DIR = "report"
 # Detections drawn on sample images: a display threshold, higher than the evaluation one.
 SAMPLE_SCORE_THRESHOLD = 0.3
-GROUND_TRUTH_COLOR = "white"
 METRIC_COLUMNS = (*COCO_COLUMNS, "AR100")
 METRIC_DECIMALS = 3  # COCO metrics are fractions in [0, 1]
 # The settings that tell runs apart (paper Tables I-V), shown at the top of the report.
@@ -37,8 +36,14 @@ SUMMARY_KEYS = (
 LOSS_CURVES = (Panel("loss", "Total loss", "loss", log_scale=True), LOSS_BOX, *LOSS_PANELS)
 
 
-def write_report(run_dir: Path, *, num_images: int = 4, device: str | torch.device = "cpu") -> Path:
-    """Write RUN_DIR/report.md (and report.html beside it); return the Markdown file's path."""
+def write_report(
+    run_dir: Path, *, num_images: int = 4, device: str | torch.device = "cpu", evaluation: bool = True
+) -> Path:
+    """Write RUN_DIR/report.md (and report.html beside it); return the Markdown file's path.
+
+    ``evaluation``: run the run's checkpoint over the validation split for PR curves, the confusion
+    matrix and per-class precision / recall / F1 (one pass over the split).
+    """
     run = read_run(run_dir)
     check_writable_folder(run.run_dir, what="run directory (report.md is written there)")
     assets = run.run_dir / ASSETS_DIR
@@ -47,6 +52,8 @@ def write_report(run_dir: Path, *, num_images: int = 4, device: str | torch.devi
     _metrics_section(document, run)
     _per_class_section(document, run)
     _curves_section(document, run, assets)
+    if evaluation:
+        _evaluation_section(document, run, assets, device=device)
     _samples_section(document, run, assets, num_images=num_images, device=device)
     atomic_write_text(run.run_dir / REPORT_HTML, document.to_html())
     return atomic_write_text(run.run_dir / REPORT_MD, document.to_markdown())
@@ -116,7 +123,49 @@ def _curves_section(document: Document, run: RunLog, assets: Path) -> None:
         document.image(f"{ASSETS_DIR}/{path.name}", title)
 
 
-def _samples_section(document: Document, run: RunLog, assets: Path, *, num_images: int, device: str) -> None:
+def _evaluation_section(document: Document, run: RunLog, assets: Path, *, device: str | torch.device) -> None:
+    from dynatss.tools.eval_plots import class_rows, write_evaluation
+
+    document.heading("Where the detector fails")
+    checkpoint = run.checkpoint()
+    if checkpoint is None:
+        document.paragraph("No checkpoint in the run directory; PR curves and confusion matrix skipped.")
+        return
+    try:
+        analysis, split = _analyse_checkpoint(checkpoint, device=device)
+    except DynatssError as error:
+        document.paragraph(f"PR curves and confusion matrix skipped: {error}")
+        print(f"warning: PR curves and confusion matrix skipped: {error}", file=sys.stderr)
+        return
+    files = write_evaluation(analysis, assets, name=split)
+    counts = analysis.counts
+    document.paragraph(
+        f"`{checkpoint.name}` on the '{split}' split. AP columns use every detection (as COCO); TP/FP/FN, "
+        f"precision, recall and F1 count detections with score >= {counts.score_threshold:g} matched at "
+        f"IoU >= {counts.iou:g}. Numbers: `{ASSETS_DIR}/{files.summary.name}`."
+    )
+    document.table(*class_rows(analysis))
+    document.image(f"{ASSETS_DIR}/{files.pr_curves.name}", "Precision-recall curves per class")
+    document.image(f"{ASSETS_DIR}/{files.confusion_matrix.name}", "Confusion matrix with background")
+
+
+def _analyse_checkpoint(checkpoint: Path, *, device: str | torch.device):
+    """Detections of ``checkpoint`` on its validation split (the evaluation's own pass), analysed."""
+    from dynatss.data.loader import build_test_loader
+    from dynatss.engine.evaluate import predict_split
+    from dynatss.engine.inference import load_detector
+    from dynatss.tools.eval_plots import analyse
+
+    detector, cfg, meta = load_detector(checkpoint, device=device)
+    records = _validation_records(cfg, meta)
+    loader = build_test_loader(records, cfg.data, batch_size=max(1, cfg.solver.batch_size))
+    per_image = predict_split(detector, loader, meta, cfg, torch.device(device))
+    detections = [d for image_id in sorted(per_image) for d in per_image[image_id]]
+    seen = [record for record in records if record.image_id in per_image]  # decoded images only
+    return analyse(seen, meta, detections), cfg.data.val_split
+
+
+def _samples_section(document: Document, run: RunLog, assets: Path, *, num_images: int, device: str | torch.device) -> None:
     if num_images <= 0:
         return
     document.heading("Sample predictions")
@@ -157,13 +206,12 @@ def _validation_records(cfg, meta) -> list:
     return read.records
 
 
-def _draw_samples(checkpoint: Path, assets: Path, *, num_images: int, device: str) -> list[tuple[Path, Path]]:
+def _draw_samples(checkpoint: Path, assets: Path, *, num_images: int, device: str | torch.device) -> list[tuple[Path, Path]]:
     """Detect on ``num_images`` validation images spread over the split; write the drawings."""
     from dynatss.engine.inference import load_detector
     from dynatss.tools.predict import detect
 
     detector, cfg, meta = load_detector(checkpoint, device=device)
-    cfg.inference.score_threshold = SAMPLE_SCORE_THRESHOLD
     records = _validation_records(cfg, meta)
     step = max(1, len(records) // num_images)
     chosen = records[::step][:num_images]
@@ -171,8 +219,9 @@ def _draw_samples(checkpoint: Path, assets: Path, *, num_images: int, device: st
     for index, record in enumerate(chosen):
         image = read_image(record.path, max_pixels=cfg.data.max_image_pixels)
         (result,) = detect(detector, [image], cfg, device=device)
-        with_truth = draw_bounding_boxes(image, torch.from_numpy(record.boxes), colors=GROUND_TRUTH_COLOR)
-        drawn = draw_detections(with_truth, result["boxes"], result["labels"], result["scores"], meta.class_names)
+        shown = result["scores"] >= SAMPLE_SCORE_THRESHOLD  # on the final score, as predict
+        drawn = draw_detections(image, result["boxes"][shown], result["labels"][shown], result["scores"][shown],
+                                meta.class_names, ground_truth=torch.from_numpy(record.boxes))
         path = atomic_write_bytes(assets / f"sample_{index:02d}.png", encode_image(drawn, ".png"))
         written.append((path, record.path))
     return written
