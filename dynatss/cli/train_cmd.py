@@ -42,12 +42,15 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from dynatss.atomic import check_writable_file
     from dynatss.engine.commands import run_eval
     from dynatss.engine.inference import checkpoint_config
     from dynatss.errors import DynatssError
 
     if args.score_threshold is not None and not 0.0 <= args.score_threshold <= 1.0:
         raise DynatssError(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
+    if args.output:  # before anything is read or evaluated (run_eval checks the default location)
+        check_writable_file(args.output, what="detections file (--output)")
     config, overrides = args.config, list(args.overrides)
     if config is not None and "=" in config:  # `dynatss eval --weights W key=value`: no config file
         config, overrides = None, [config, *overrides]
