@@ -89,6 +89,7 @@ VALUE_RANGES: dict[str, Range] = {
     "model.dgqp_topk": AT_LEAST_ONE,
     "model.dgqp_channels": AT_LEAST_ONE,
     "model.star_gradient_mul": FRACTION,
+    "model.dcn_levels": Range(low=3, high=5),  # the backbone stages C3..C5
     "assign.topk": AT_LEAST_ONE,
     "assign.pred_weight": NON_NEGATIVE,
     "assign.anchor_weight": NON_NEGATIVE,
@@ -113,6 +114,7 @@ VALUE_RANGES: dict[str, Range] = {
     "data.size_divisibility": AT_LEAST_ONE,
     "data.num_workers": NON_NEGATIVE,
     "data.max_image_pixels": AT_LEAST_ONE,
+    "data.crop_size": AT_LEAST_ONE,
     "data.synthetic_train_images": AT_LEAST_ONE,
     "data.synthetic_val_images": NON_NEGATIVE,
     "data.synthetic_image_size": Range(low=32),
@@ -143,7 +145,7 @@ NON_EMPTY_STRINGS = ("data.root", "data.train_split", "data.val_split", "train.o
 
 
 def _empty_list_allowed(key: str) -> bool:
-    return key == "solver.steps"  # no milestones: a constant lr after warm-up
+    return key in ("solver.steps", "model.dcn_levels")  # no milestones; no deformable stage
 
 
 def check_values(config: Config) -> None:

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from dynatss.config import DEFAULT_MAX_IMAGE_PIXELS, DataConfig
 from dynatss.data.batch import Batch
 from dynatss.data.records import ImageRecord
-from dynatss.data.transforms import build_transforms, load_image, transform_sample
+from dynatss.data.transforms import build_transforms, load_image, random_crop, transform_sample
 from dynatss.errors import DynatssError
 
 _SEED_MIX = 1_000_003  # primes mixing (seed, epoch, index) into one per-image transform seed
@@ -87,11 +87,13 @@ class DetectionDataset(Dataset):
         records: list[ImageRecord],
         transform: v2.Transform,
         *,
+        crop_size: int | None = None,
         max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
         replace_unreadable: bool = False,
     ) -> None:
         self.records = records
         self.transform = transform
+        self.crop_size = crop_size
         self.max_pixels = max_pixels
         self.replace_unreadable = replace_unreadable
 
@@ -126,6 +128,7 @@ class DetectionDataset(Dataset):
 
     def _sample(self, record: ImageRecord, image: Tensor, seed: int | None, skipped: tuple[str, ...]) -> Sample:
         boxes = torch.from_numpy(record.boxes).reshape(-1, 4)
+        labels, ignore = torch.from_numpy(record.labels), torch.from_numpy(record.ignore)
         if seed is None:
             image, boxes = transform_sample(self.transform, image, boxes)
         else:  # v2 transforms draw from the global CPU generator: seed it, then restore it
@@ -133,13 +136,16 @@ class DetectionDataset(Dataset):
             try:
                 torch.default_generator.manual_seed(seed)
                 image, boxes = transform_sample(self.transform, image, boxes)
+                if self.crop_size is not None:
+                    image, boxes, kept, ignore = random_crop(image, boxes, ignore, self.crop_size)
+                    labels = labels[kept]
             finally:
                 torch.set_rng_state(state)
         return Sample(
             image=image,
             boxes=boxes.float(),
-            labels=torch.from_numpy(record.labels),
-            ignore=torch.from_numpy(record.ignore),
+            labels=labels,
+            ignore=ignore,
             original_size=(record.height, record.width),
             image_id=record.image_id,
             skipped=skipped,
@@ -285,7 +291,8 @@ def build_train_loader(
         groups, batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, start_iter=start_iter
     )
     dataset = DetectionDataset(
-        records, build_transforms(data_cfg, train=True), max_pixels=data_cfg.max_image_pixels, replace_unreadable=True
+        records, build_transforms(data_cfg, train=True), crop_size=data_cfg.crop_size,
+        max_pixels=data_cfg.max_image_pixels, replace_unreadable=True,
     )
     loader = DataLoader(
         dataset,
