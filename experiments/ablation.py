@@ -101,7 +101,9 @@ def run_command(variant: Variant, *, base_config: Path, seed: int, run_dir: Path
     config = os.path.relpath(base_config)  # paths as a reader would type them from the repository root
     if variant.peer is not None:
         return [sys.executable, os.path.relpath(PEERS_SCRIPT), variant.peer, config, *settings]
-    return [sys.executable, "-m", "dynatss", "train", config, *settings]
+    # --resume: a run stopped half-way (a stopped grid) continues from its last checkpoint, or starts
+    # again from iteration 0 in the same directory (train refuses an existing run otherwise).
+    return [sys.executable, "-m", "dynatss", "train", config, *settings, "--resume"]
 
 
 def machine() -> dict[str, str | int]:

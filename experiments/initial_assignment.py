@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--dataset", help="configs/experiments/<dataset>.yaml overrides (data settings)")
     parser.add_argument("--batches", type=int, default=4)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     torch.set_num_threads(1)
     overrides = [*(dataset_overrides(args.dataset) if args.dataset else []), *args.overrides]
     cfg = load_config(args.config, overrides)

@@ -74,7 +74,7 @@ def test_run_command_puts_seed_and_run_dir_last(tmp_path):
     command = run_command(atss, base_config=BASE_CONFIG, seed=3, run_dir=tmp_path / "r", extra=["solver.max_iter=7"],
                           dataset=["data.root=x", "model.quality=iou"])
     assert command[1:4] == ["-m", "dynatss", "train"]
-    assert command[-2:] == ["train.seed=3", f"train.output_dir={tmp_path / 'r'}"]
+    assert command[-3:] == ["train.seed=3", f"train.output_dir={tmp_path / 'r'}", "--resume"]
     assert "solver.max_iter=7" in command and "assign.mode=atss" in command
     # The order is base < dataset < variant < command line: the variant's quality branch wins.
     assert command.index("model.quality=iou") < command.index("model.quality=centerness") < command.index(
