@@ -1,0 +1,264 @@
+"""Benchmark: end-to-end detection, ours (eager PyTorch, ONNX in onnxruntime) beside torchvision FCOS.
+
+End to end means from decoded uint8 images [3, h, w] in memory to detections in original-image
+pixels on the CPU: pre-processing (resize to the test scale, pad / batch), the network, and
+post-processing (score threshold, top-k, decoding, NMS, mapping boxes back). The three paths:
+
+- ``dynatss``: ``dynatss.tools.predict.detect``, what ``dynatss predict`` runs (inference mode);
+- ``dynatss_onnx``: the same weights exported by ``dynatss.model.export.export_onnx`` at the
+  padded test size, run by onnxruntime (all graph optimisations, ``--threads`` intra-op
+  threads); resizing, padding and mapping boxes back are done as docs/export.md tells a caller;
+- ``tv_fcos``: torchvision's FCOS built by experiments/peers.py on the same backbone trunk, FPN,
+  head depth and width, with torchvision's own transform (normalise, resize to the same test
+  scale, batch) and post-processing, called as torchvision documents (float images in 0..1).
+
+Weights: ImageNet backbone and freshly initialised heads unless ``--weights`` / ``--peer-weights``
+give trained checkpoints. Fresh heads score every anchor near their prior (0.01), below the 0.05
+threshold, so NMS gets little to do; ``--score-threshold 0`` gives the heaviest post-processing
+(every top-k candidate goes to NMS). The table reports detections per image so the load is visible.
+
+    PYTHONPATH=. python benchmarks/inference.py                    # batch 1 and 8, 1 thread
+    PYTHONPATH=. python benchmarks/inference.py --rounds 2 --images 8
+    PYTHONPATH=. python benchmarks/inference.py --device cuda --amp bf16 --batch 1 16 \\
+        --size 800x1333 --backbone resnet50 model.pretrained=null
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+from benchmarks.common import BCCD_NUM_CLASSES, Stopwatch, Timings, machine_line, markdown_table, ratio
+from dynatss.config import Config, load_config
+from dynatss.data.datasets import read_dataset
+from dynatss.data.transforms import load_image
+from dynatss.engine.inference import load_detector
+from dynatss.engine.precision import autocast_context
+from dynatss.model.build import build_detector
+from dynatss.model.detector import IMAGENET_MEAN, IMAGENET_STD, PIXEL_MAX
+from dynatss.model.export import export_onnx
+from dynatss.tools.images import pad_batch, resize_for_test
+from dynatss.tools.predict import detect
+from experiments.ablation import BASE_CONFIG, find_variants, variant_overrides
+from experiments.peers import build_peer
+
+OURS, ONNX, PEER = "dynatss", "dynatss_onnx", "tv_fcos"
+Detect = Callable[[list[Tensor]], list[dict[str, Tensor]]]
+
+
+def benchmark_config(args: argparse.Namespace) -> Config:
+    """The CPU experiment config with the Dynamic ATSS variant (or ``--variant``) and overrides."""
+    overrides = [f"model.num_classes={BCCD_NUM_CLASSES}", f"solver.amp={args.amp}",
+                 *variant_overrides(find_variants([args.variant])[0])]
+    if args.backbone:
+        overrides.append(f"model.backbone={args.backbone}")
+    if args.size:
+        height, _, width = args.size.lower().partition("x")
+        overrides += [f"data.test_min_size={height}", f"data.max_size={width}"]
+    if args.score_threshold is not None:
+        overrides.append(f"inference.score_threshold={args.score_threshold}")
+    return load_config(args.config, overrides + list(args.overrides))
+
+
+def load_images(cfg: Config, count: int) -> list[Tensor]:
+    """The first ``count`` decoded images (uint8 [3, h, w]) of the config's validation split."""
+    split = read_dataset(cfg.data.format, cfg.data.root, cfg.data.val_split)
+    return [load_image(record.path) for record in split.records[:count]]
+
+
+def padded_test_size(image: Tensor, cfg: Config) -> tuple[int, int]:
+    """(H, W) of ``image`` resized to the test scale and padded to the size divisibility."""
+    padded = pad_batch([resize_for_test(image, cfg.data)], size_divisibility=cfg.data.size_divisibility)
+    return padded.shape[-2], padded.shape[-1]
+
+
+def ours(cfg: Config, weights: str | None, device: torch.device) -> nn.Module:
+    if weights:
+        model, _, _ = load_detector(weights, device)
+        return model
+    torch.manual_seed(0)
+    return build_detector(cfg.model).to(device).eval()
+
+
+def eager_detect(model: nn.Module, cfg: Config, device: torch.device) -> Detect:
+    autocast = autocast_context(cfg, device)
+
+    def run(images: list[Tensor]) -> list[dict[str, Tensor]]:
+        with autocast:
+            return detect(model, images, cfg, device=device)
+
+    return run
+
+
+def onnx_detect(model: nn.Module, cfg: Config, size: tuple[int, int], threads: int, path: Path) -> tuple[Detect, bool]:
+    """onnxruntime on ``model`` exported at ``size``; True when the graph takes any batch size."""
+    import onnxruntime as ort
+
+    export_onnx(model, path, height=size[0], width=size[1], inference_cfg=cfg.inference)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    dynamic_batch = not isinstance(session.get_inputs()[0].shape[0], int)
+
+    def run(images: list[Tensor]) -> list[dict[str, Tensor]]:
+        resized = [resize_for_test(image, cfg.data) for image in images]
+        batch = torch.zeros((len(images), 3, *size), dtype=torch.float32)  # [B, 3, H, W] zero padding
+        for index, image in enumerate(resized):
+            batch[index, :, : image.shape[-2], : image.shape[-1]] = image
+        outputs = session.run(None, {input_name: batch.numpy()})
+        return [_to_original(outputs, resized, images)] if len(images) == 1 else [{} for _ in images]
+
+    return run, dynamic_batch
+
+
+def _to_original(outputs: list[np.ndarray], resized: list[Tensor], images: list[Tensor]) -> dict[str, Tensor]:
+    """Batch-1 graph outputs (boxes in resized pixels) -> detections in original pixels."""
+    boxes, scores, labels = (torch.from_numpy(array) for array in outputs[:3])
+    ratio_h = images[0].shape[-2] / resized[0].shape[-2]
+    ratio_w = images[0].shape[-1] / resized[0].shape[-1]
+    return {"boxes": boxes * torch.tensor([ratio_w, ratio_h, ratio_w, ratio_h]), "scores": scores, "labels": labels}
+
+
+def peer(cfg: Config, weights: str | None, device: torch.device) -> nn.Module:
+    """torchvision FCOS on our backbone with torchvision's own test transform (resize included)."""
+    torch.manual_seed(0)
+    model = build_peer("fcos", cfg)
+    if weights:
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True)["model"])
+    model.transform = GeneralizedRCNNTransform(
+        cfg.data.test_min_size, cfg.data.max_size, list(IMAGENET_MEAN), list(IMAGENET_STD),
+        size_divisible=cfg.data.size_divisibility,
+    )
+    return model.to(device).eval()
+
+
+def peer_detect(model: nn.Module, cfg: Config, device: torch.device) -> Detect:
+    autocast = autocast_context(cfg, device)
+
+    def run(images: list[Tensor]) -> list[dict[str, Tensor]]:
+        with torch.inference_mode(), autocast:
+            results = model([image.to(device).float() / PIXEL_MAX for image in images])
+        return [{key: value.cpu() for key, value in result.items()} for result in results]
+
+    return run
+
+
+@dataclass
+class Row:
+    name: str
+    batch: int
+    run: Detect
+    timings: Timings = dataclasses.field(default_factory=Timings)
+    detections: int = 0
+    images: int = 0
+
+
+def run_rounds(rows: list[Row], images: list[Tensor], args: argparse.Namespace, device: torch.device) -> None:
+    """Each row detects on all images in batches of its size once per round; rows alternate."""
+    for row in rows:  # warm-up: one call each
+        row.run(images[: row.batch])
+    for round_index in range(args.rounds):
+        for row in rows:
+            for start in range(0, len(images) - row.batch + 1, row.batch):
+                with Stopwatch(row.timings, device):
+                    results = row.run(images[start : start + row.batch])
+                row.detections += sum(len(result.get("scores", ())) for result in results)
+                row.images += len(results)
+        print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+
+
+def report(rows: list[Row], device: torch.device) -> str:
+    clocks = ("cpu", "wall") if device.type == "cpu" else ("wall",)
+    header = ["path", "batch"]
+    for clock in clocks:
+        label = "CPU time" if clock == "cpu" else "wall"
+        header += [f"img/s ({label})", f"vs {PEER}", f"ms/image ({label})"]
+    header.append("detections/image")
+    table = []
+    for row in rows:
+        baseline = next((r for r in rows if r.name == PEER and r.batch == row.batch), None)
+        cells = [row.name, str(row.batch)]
+        for clock in clocks:
+            seconds = row.timings.median(clock)
+            peer_rate = row.batch / baseline.timings.median(clock) if baseline else float("nan")
+            cells += [f"{row.batch / seconds:.2f}", ratio(row.batch / seconds, peer_rate),
+                      f"{1000 * seconds / row.batch:.1f}"]
+        cells.append(f"{row.detections / row.images:.1f}" if row.batch == 1 or row.name != ONNX else "-")
+        table.append(cells)
+    return markdown_table(header, table)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=BASE_CONFIG)
+    parser.add_argument("--variant", default="ciou_qfl_iou", help="configs/ablations/<variant>.yaml (ours)")
+    parser.add_argument("--paths", default=f"{OURS},{ONNX},{PEER}", help="comma-separated subset")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--images", type=int, default=16, help="validation images decoded into memory")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="ONNX always runs on the CPU")
+    parser.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
+    parser.add_argument("--size", help="HxW: the test scale (shorter side x longer-side limit)")
+    parser.add_argument("--backbone")
+    parser.add_argument("--weights", help="our trained checkpoint (.pth or .safetensors)")
+    parser.add_argument("--peer-weights", help="experiments/peers.py fcos checkpoint (checkpoints/last.pth)")
+    parser.add_argument("--score-threshold", type=float)
+    parser.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
+    return parser.parse_args(argv)
+
+
+def build_rows(args: argparse.Namespace, cfg: Config, images: list[Tensor], device: torch.device,
+               workdir: Path) -> list[Row]:
+    paths = [name.strip() for name in args.paths.split(",")]
+    rows = []
+    model = ours(cfg, args.weights, device)
+    if OURS in paths:
+        rows += [Row(OURS, batch, eager_detect(model, cfg, device)) for batch in args.batch]
+    if ONNX in paths:
+        run, dynamic_batch = onnx_detect(model.cpu(), cfg, padded_test_size(images[0], cfg), args.threads,
+                                         workdir / "model.onnx")
+        model.to(device)
+        rows += [Row(ONNX, batch, run) for batch in args.batch if batch == 1 or dynamic_batch]
+        if not dynamic_batch and any(batch > 1 for batch in args.batch):
+            print("dynatss_onnx: the export takes batch 1 only; its batch > 1 rows are left out", file=sys.stderr)
+    if PEER in paths:
+        rows += [Row(PEER, batch, peer_detect(peer(cfg, args.peer_weights, device), cfg, device))
+                 for batch in args.batch]
+    return sorted(rows, key=lambda row: (row.batch, paths.index(row.name)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cfg = benchmark_config(args)
+    images = load_images(cfg, args.images)
+    print(f"before: {machine_line(device, args.threads)}", flush=True)
+    with tempfile.TemporaryDirectory() as workdir:
+        rows = build_rows(args, cfg, images, device, Path(workdir))
+        run_rounds(rows, images, args, device)
+    print(f"after: {machine_line(device, args.threads)}")
+    print(f"{len(images)} images of {cfg.data.root}/{cfg.data.val_split}, test scale {cfg.data.test_min_size} "
+          f"(longer side <= {cfg.data.max_size}), backbone {cfg.model.backbone}, variant {args.variant}, "
+          f"score threshold {cfg.inference.score_threshold}; median over {args.rounds} rounds\n")
+    print(report(rows, device))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
