@@ -55,6 +55,15 @@ class ModelConfig:
     dgqp_channels: int = 64
     # VFNet: share of the gradient the star offsets pass on to the initial box (VFNet: 0.1).
     star_gradient_mul: float = 0.1
+    # The boxes the GFL and VFNet heads predict before any training. "anchor": each location's
+    # anchor (GFL's distributions centred on half the anchor size, VFNet's distance unit half the
+    # anchor size), so PIoU = AIoU at the start and the combined-IoU assignment starts as ATSS, as
+    # with the ATSS head (issue 12). "official": mmdetection's (GFL: uniform distributions, 8
+    # strides per side; VFNet: one anchor size per side), boxes 2-4x the anchor.
+    box_init: Literal["anchor", "official"] = "anchor"
+    # VFNet's star deformable convs: "uniform" (mmcv DeformConv2d's default, kaiming-uniform as
+    # torch convs) or "normal" (N(0, 0.01), the VFNet authors' code).
+    star_dcn_init: Literal["uniform", "normal"] = "uniform"
 
 
 @dataclass
@@ -135,7 +144,12 @@ class SolverConfig:
 
     max_iter: int = 90_000
     batch_size: int = 16  # total over all processes
+    # The learning rate at ``base_batch_size`` images per step (the paper: 0.01 at 16). With
+    # ``auto_scale_lr`` the rate used is base_lr x batch_size / base_batch_size (the linear scaling
+    # rule, Goyal et al.; mmdetection's auto_scale_lr); false uses base_lr at any batch size.
     base_lr: float = 0.01
+    base_batch_size: int = 16
+    auto_scale_lr: bool = True
     momentum: float = 0.9
     weight_decay: float = 1e-4
     schedule: Literal["step", "cosine"] = "step"
@@ -143,6 +157,12 @@ class SolverConfig:
     gamma: float = 0.1
     warmup_iters: int = 500
     warmup_factor: float = 1.0 / 3.0
+    # "linear": from warmup_factor to 1 over warmup_iters (mmdetection, detectron2); "constant":
+    # warmup_factor throughout the warm-up, then 1 (the official ATSS / Dynamic ATSS code).
+    warmup_method: Literal["linear", "constant"] = "linear"
+    # Learning-rate multiplier of the biases (the official ATSS code: 2.0, maskrcnn-benchmark's
+    # BIAS_LR_FACTOR; mmdetection: 1.0).
+    bias_lr_factor: float = 1.0
     clip_grad_norm: float | None = None
     amp: Literal["none", "bf16", "fp16"] = "none"
     ema_decay: float | None = None

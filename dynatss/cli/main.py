@@ -9,7 +9,9 @@ import sys
 from dynatss.errors import DynatssError
 
 # Each module exposes register(subparsers) and sets `func` on its parsers.
-_COMMAND_MODULES = ("dynatss.cli.train_cmd", "dynatss.cli.data_cmd", "dynatss.cli.tools_cmd")
+_COMMAND_MODULES = (
+    "dynatss.cli.train_cmd", "dynatss.cli.data_cmd", "dynatss.cli.tools_cmd", "dynatss.cli.assign_cmd",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

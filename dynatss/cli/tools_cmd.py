@@ -6,26 +6,28 @@ import argparse
 import sys
 from pathlib import Path
 
-# Display threshold for predictions drawn on images (evaluation keeps everything above 0.05).
+# Display threshold for predictions drawn on images (evaluation keeps everything above 0.05);
+# the same as the Python API's (dynatss.api.detector.DEFAULT_SCORE_THRESHOLD).
 DEFAULT_PREDICT_THRESHOLD = 0.3
 DEFAULT_REPORT_IMAGES = 4
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    predict = subparsers.add_parser("predict", help="detect objects in images with a trained checkpoint")
-    predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders of jpg/png")
-    predict.add_argument("--weights", required=True, help="checkpoint (.pth) or .safetensors file")
-    predict.add_argument("--out", required=True, help="folder for drawn images and detections.json")
+    predict = subparsers.add_parser("predict", help="detect objects in images and videos with a trained model")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT",
+                         help="image files, folders of jpg/png, or video files (.mp4, .avi, .mov, .mkv, .webm)")
+    predict.add_argument("--weights", required=True, help="checkpoint (.pth), .safetensors or .onnx file")
+    predict.add_argument("--config", help="YAML config (default: the one saved in the checkpoint)")
+    predict.add_argument("--out", required=True, help="folder for drawn images, videos and their JSON")
     predict.add_argument("--score-threshold", type=float, default=DEFAULT_PREDICT_THRESHOLD)
-    predict.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    predict.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
     predict.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
     predict.set_defaults(func=run_predict)
 
     export = subparsers.add_parser("export", help="export a checkpoint to ONNX or safetensors")
     export.add_argument("--weights", required=True, help="checkpoint (.pth) or .safetensors file")
-    export.add_argument("--format", choices=("onnx", "safetensors"), default="onnx")
-    export.add_argument("--height", type=int, help="ONNX input height (default: test size, padded)")
-    export.add_argument("--width", type=int, help="ONNX input width (default: test size, padded)")
+    export.add_argument("--format", choices=("onnx", "safetensors"), default="onnx",
+                        help="onnx: any batch and image size, post-processing inside (docs/export.md)")
     export.add_argument("--out", help="output file (default: the weights path with the format's suffix)")
     export.set_defaults(func=run_export)
 
@@ -42,34 +44,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("run_dir", metavar="RUN_DIR")
     report.add_argument("--images", type=int, default=DEFAULT_REPORT_IMAGES,
                         help="validation images with drawn predictions (0: none)")
+    report.add_argument("--no-eval", action="store_true",
+                        help="skip the PR curves / confusion matrix pass over the validation split")
     report.add_argument("--device", default="cpu")
     report.set_defaults(func=run_report)
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from dynatss.engine.inference import load_detector
+    from dynatss.api import Detector
     from dynatss.errors import DynatssError
     from dynatss.tools.predict import predict_files
+    from dynatss.tools.video import is_video
 
     if args.batch_size < 1:
         raise DynatssError(f"--batch-size must be >= 1, got {args.batch_size}")
-    detector, cfg, meta = load_detector(args.weights, device=args.device)
-    summary = predict_files(
-        detector, cfg, meta, args.inputs, args.out,
-        score_threshold=args.score_threshold, device=args.device, batch_size=args.batch_size,
-    )  # fmt: skip
-    count = sum(len(p.detections) for p in summary.predictions)
-    print(f"predicted {len(summary.predictions)} images ({count} detections): {summary.detections_path}")
-    if summary.failures:
-        print(f"{len(summary.failures)} images could not be read (see warnings above)", file=sys.stderr)
-        return 1
-    return 0
+    videos = [item for item in args.inputs if is_video(item)]
+    images = [item for item in args.inputs if not is_video(item)]
+    detector = Detector.from_checkpoint(
+        args.weights, config=args.config, device=args.device, score_threshold=args.score_threshold
+    )
+    failed = 0
+    if images:
+        summary = predict_files(detector, images, args.out, batch_size=args.batch_size)
+        count = sum(len(p.detections) for p in summary.predictions)
+        print(f"predicted {len(summary.predictions)} images ({count} detections): {summary.detections_path}")
+        if summary.failures:
+            print(f"{len(summary.failures)} images could not be read (see warnings above)", file=sys.stderr)
+            failed = 1
+    for video in videos:
+        written = detector.predict_video(video, args.out, batch_size=args.batch_size)
+        print(f"predicted {written.frames} frames of {video}: {written.video_path}, {written.frames_path}")
+    return failed
 
 
 def run_export(args: argparse.Namespace) -> int:
     from dynatss.tools.export import export_weights
 
-    result = export_weights(args.weights, args.format, out=args.out, height=args.height, width=args.width)
+    result = export_weights(args.weights, args.format, out=args.out)
     print(f"wrote {result.path}")
     if result.input_names or result.output_names:
         print(f"inputs: {', '.join(result.input_names)}")
@@ -92,6 +103,6 @@ def run_compare(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from dynatss.tools.report import write_report
 
-    path = write_report(Path(args.run_dir), num_images=args.images, device=args.device)
+    path = write_report(Path(args.run_dir), num_images=args.images, device=args.device, evaluation=not args.no_eval)
     print(f"wrote {path} and {path.with_suffix('.html')}")
     return 0

@@ -42,10 +42,17 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from dynatss.config import load_config
     from dynatss.engine.commands import run_eval
+    from dynatss.engine.inference import checkpoint_config
+    from dynatss.errors import DynatssError
 
-    run_eval(load_config(args.config, args.overrides), args.weights, split=args.split, output=args.output)
+    if args.score_threshold is not None and not 0.0 <= args.score_threshold <= 1.0:
+        raise DynatssError(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
+    config, overrides = args.config, list(args.overrides)
+    if config is not None and "=" in config:  # `dynatss eval --weights W key=value`: no config file
+        config, overrides = None, [config, *overrides]
+    cfg = checkpoint_config(args.weights, config, overrides)
+    run_eval(cfg, args.weights, split=args.split, output=args.output, score_threshold=args.score_threshold)
     return 0
 
 
@@ -65,11 +72,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(func=_train)
 
     evaluate = _add_parser(subparsers, "eval", help="COCO metrics of a checkpoint on a dataset split")
-    evaluate.add_argument("config", help="YAML config file (the one the model was trained with)")
+    evaluate.add_argument("config", nargs="?", help="YAML config file (default: the one saved in the checkpoint)")
     evaluate.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     evaluate.add_argument("--weights", required=True, help="checkpoint (.pth) or .safetensors file")
     evaluate.add_argument("--split", help="dataset split (default: data.val_split)")
-    evaluate.add_argument("--output", help="detections JSON (default: RUN_DIR/eval/detections_SPLIT.json)")
+    evaluate.add_argument("--output", help="detections JSON (default: RUN_DIR/eval/detections_SPLIT.json); "
+                          "PR curves, confusion matrix and per_class_SPLIT.json go beside it")
+    evaluate.add_argument("--score-threshold", type=float,
+                          help="score at which per-class precision/recall/F1 and the confusion matrix are counted "
+                          "(default 0.3, predict's display threshold; AP uses every detection)")
     evaluate.set_defaults(func=_eval)
 
     demo = _add_parser(subparsers, "demo", help="train and evaluate on built-in synthetic data (CPU, minutes)")

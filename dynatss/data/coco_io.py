@@ -1,4 +1,5 @@
-"""COCO JSON: ``root/annotations/instances_<split>.json`` with images in ``root/<split>/``.
+"""COCO JSON: ``root/annotations/instances_<split>.json`` with images in ``root/<split>/``, or
+Roboflow's export: ``root/<split>/_annotations.coco.json`` beside the split's images.
 
 Category ids may be any integers; they are mapped to contiguous labels in increasing id order and
 kept in :attr:`DatasetMeta.category_ids` so exported detections use the dataset's own ids.
@@ -14,18 +15,36 @@ from typing import Any
 from dynatss.data.files import link_or_copy, write_json_atomic
 from dynatss.data.problems import Problem
 from dynatss.data.records import DatasetMeta, ImageRecord
+from dynatss.data.splits import split_names
 from dynatss.data.validate import RawImage, RawObject, build_records
 from dynatss.errors import DynatssError
+
+# Roboflow's COCO export: one annotation file inside each split folder, beside the images.
+ROBOFLOW_COCO_FILE = "_annotations.coco.json"
 
 
 def coco_annotation_path(root: Path, split: str) -> Path:
     return Path(root) / "annotations" / f"instances_{split}.json"
 
 
+def coco_split_files(root: Path, split: str) -> tuple[Path, Path]:
+    """(annotation file, image folder) of ``split``: ``annotations/instances_<split>.json`` with
+    ``<split>/``, or Roboflow's ``<split>/_annotations.coco.json`` beside its images. ``val``,
+    ``valid`` and ``validation`` name the same split."""
+    root = Path(root)
+    for name in split_names(split):
+        if coco_annotation_path(root, name).is_file():
+            return coco_annotation_path(root, name), root / name
+        if (root / name / ROBOFLOW_COCO_FILE).is_file():
+            return root / name / ROBOFLOW_COCO_FILE, root / name
+    return coco_annotation_path(root, split), root / split  # missing: reading it says so
+
+
 def coco_splits(root: Path) -> list[str]:
-    """Splits present under ``root/annotations`` (from the ``instances_<split>.json`` names)."""
-    folder = Path(root) / "annotations"
-    return sorted(p.stem[len("instances_") :] for p in folder.glob("instances_*.json"))
+    """Splits present: ``annotations/instances_<split>.json`` names, then Roboflow split folders."""
+    root = Path(root)
+    splits = sorted(p.stem[len("instances_") :] for p in (root / "annotations").glob("instances_*.json"))
+    return splits + sorted(p.parent.name for p in root.glob(f"*/{ROBOFLOW_COCO_FILE}") if p.parent.name not in splits)
 
 
 def read_coco(
@@ -33,9 +52,11 @@ def read_coco(
 ) -> tuple[list[ImageRecord], DatasetMeta, list[Problem]]:
     """Read one COCO split; bad images/objects are dropped and reported as problems."""
     root = Path(root)
-    ann_path = coco_annotation_path(root, split)
+    ann_path, image_dir = coco_split_files(root, split)
     data = _load_json(ann_path)
     problems: list[Problem] = []
+    if ann_path.name == ROBOFLOW_COCO_FILE:
+        data = {**data, "categories": _without_group_categories(data)}
     meta = _read_categories(data, ann_path, problems)
     label_of = {cat_id: label for label, cat_id in enumerate(meta.category_ids)}
 
@@ -46,7 +67,7 @@ def read_coco(
             raw = RawImage(
                 image_id=int(entry["id"]),
                 file_name=str(entry["file_name"]),
-                image_dir=root / split,
+                image_dir=image_dir,
                 source=ann_path,
                 width=int(entry["width"]) if "width" in entry else None,
                 height=int(entry["height"]) if "height" in entry else None,
@@ -100,6 +121,17 @@ def _load_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or "categories" not in data or "images" not in data:
         raise DynatssError(f"{path}: not a COCO instances file (needs 'images' and 'categories')")
     return data
+
+
+def _without_group_categories(data: dict[str, Any]) -> list[Any]:
+    """Roboflow's COCO export lists the project itself as category 0, the supercategory of every
+    real class, with no annotations; it is not a class, so it is left out."""
+    categories = [c for c in data.get("categories", []) if isinstance(c, dict)]
+    used = {a.get("category_id") for a in data.get("annotations", []) if isinstance(a, dict)}
+    def is_group(category: dict) -> bool:  # the supercategory of another category
+        return any(other is not category and other.get("supercategory") == category.get("name") for other in categories)
+
+    return [c for c in categories if c.get("id") in used or not is_group(c)]
 
 
 def _read_categories(data: dict[str, Any], path: Path, problems: list[Problem]) -> DatasetMeta:

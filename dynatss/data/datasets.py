@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dynatss.data.coco_io import coco_splits, read_coco
+from dynatss.data.coco_io import ROBOFLOW_COCO_FILE, coco_splits, read_coco
 from dynatss.data.problems import Problem, summarize_problems
 from dynatss.data.records import DatasetMeta, ImageRecord
 from dynatss.data.voc_io import read_voc, voc_splits
 from dynatss.data.yolo_io import read_yolo, yolo_splits
+from dynatss.data.yolo_yaml import find_data_yaml
 from dynatss.errors import DynatssError
 
 FORMATS = ("coco", "voc", "yolo")
@@ -41,7 +42,7 @@ def read_dataset(
     ``verify`` fully decodes every image (slow; ``dynatss data check``), else headers only.
     """
     root = Path(root)
-    if not root.is_dir():
+    if not root.is_dir() and not (fmt == "yolo" and find_data_yaml(root)):  # YOLO: data.yaml itself too
         raise DynatssError(f"{root}: dataset folder not found")
     if fmt == "coco":
         records, meta, problems = read_coco(root, split, verify=verify)
@@ -57,15 +58,15 @@ def read_dataset(
 def detect_format(root: str | Path) -> str:
     """Guess the format from the folder layout."""
     root = Path(root)
-    if any((root / "annotations").glob("instances_*.json")):
+    if root.is_dir() and coco_splits(root):
         return "coco"
     if (root / "Annotations").is_dir() and (root / "ImageSets" / "Main").is_dir():
         return "voc"
-    if (root / "data.yaml").is_file() and (root / "images").is_dir():
+    if find_data_yaml(root) is not None:
         return "yolo"
     raise DynatssError(
         f"{root}: cannot tell the dataset format (expected annotations/instances_*.json, "
-        "Annotations/ + ImageSets/Main/, or data.yaml + images/); pass --format"
+        f"<split>/{ROBOFLOW_COCO_FILE}, Annotations/ + ImageSets/Main/, or data.yaml); pass --format"
     )
 
 
@@ -75,7 +76,7 @@ def list_splits(fmt: str, root: str | Path) -> list[str]:
     finder = {"coco": coco_splits, "voc": voc_splits, "yolo": yolo_splits}.get(fmt)
     if finder is None:
         raise DynatssError(f"unknown dataset format '{fmt}' (expected one of {list(FORMATS)})")
-    splits = finder(root) if root.is_dir() else []
+    splits = finder(root) if root.is_dir() or (fmt == "yolo" and find_data_yaml(root)) else []
     if not splits:
         raise DynatssError(f"{root}: no {fmt} splits found")
     return splits

@@ -1,4 +1,8 @@
-"""YOLO: ``data.yaml`` (class ``names``), ``images/<split>/*``, ``labels/<split>/<stem>.txt``.
+"""YOLO: ``data.yaml`` (class ``names``, split folders) and one ``.txt`` label file per image.
+
+The layouts of dynatss (``images/<split>/``, ``labels/<split>/``), ultralytics and Roboflow
+(``<split>/images/``, ``<split>/labels/``, ``train: ../train/images`` in data.yaml) are all read:
+dynatss.data.yolo_yaml finds each split's images and their label files.
 
 Each label line is ``class cx cy w h`` with coordinates normalised by the image size; an image
 without a label file has no objects. YOLO holds no ids, no ignore regions: image ids are the 1-based
@@ -15,50 +19,48 @@ from dynatss.data.files import IMAGE_SUFFIXES, link_or_copy, write_text_atomic
 from dynatss.data.problems import Problem
 from dynatss.data.records import DatasetMeta, ImageRecord
 from dynatss.data.validate import RawImage, RawObject, build_records
-from dynatss.errors import DynatssError
+from dynatss.data.yolo_yaml import DataYaml, label_path, read_data_yaml
 
 
 def yolo_splits(root: Path) -> list[str]:
-    return sorted(p.name for p in (Path(root) / "images").iterdir() if p.is_dir())
+    return read_data_yaml(root).splits()
 
 
 def read_yolo_names(root: Path) -> list[str]:
-    path = Path(root) / "data.yaml"
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise DynatssError(f"{path}: YOLO data.yaml not found") from None
-    except yaml.YAMLError as error:
-        raise DynatssError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from None
-    names = data.get("names") if isinstance(data, dict) else None
-    if isinstance(names, dict):
-        names = [names[k] for k in sorted(names)]
-    if not isinstance(names, list) or not names:
-        raise DynatssError(f"{path}: needs a non-empty 'names' list (or mapping index -> name)")
-    return [str(n) for n in names]
+    return read_data_yaml(root).names
 
 
 def read_yolo(
     root: str | Path, split: str, *, verify: bool = False
 ) -> tuple[list[ImageRecord], DatasetMeta, list[Problem]]:
-    root = Path(root)
-    names = read_yolo_names(root)
+    data = read_data_yaml(Path(root))
+    names = data.names
     meta = DatasetMeta(class_names=tuple(names), category_ids=tuple(range(1, len(names) + 1)))
-    image_dir = root / "images" / split
-    if not image_dir.is_dir():
-        raise DynatssError(f"{image_dir}: YOLO image folder not found")
-    images = sorted(p for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     problems: list[Problem] = []
     raws = []
-    for position, image_path in enumerate(images, start=1):
-        rel = image_path.relative_to(image_dir)
-        label_path = (root / "labels" / split / rel).with_suffix(".txt")
-        raw = RawImage(position, rel.as_posix(), image_dir, label_path, None, None, normalized=True)
-        if label_path.exists():
-            raw.objects = _parse_labels(label_path, len(names), names, problems)
+    for image_dir, name in _split_images(data, split):
+        image_path = image_dir / name
+        labels = label_path(image_path)
+        raw = RawImage(len(raws) + 1, name, image_dir, labels, None, None, normalized=True)
+        if labels.exists():
+            raw.objects = _parse_labels(labels, len(names), names, problems)
         raws.append(raw)
     records, more = build_records(raws, verify=verify)
     return records, meta, problems + more
+
+
+def _split_images(data: DataYaml, split: str) -> list[tuple[Path, str]]:
+    """(folder, file name relative to it) of every image of ``split``: folders are searched
+    recursively and sorted; a .txt source lists one image per line, relative to its own folder."""
+    images: list[tuple[Path, str]] = []
+    for source in data.split_sources(split):
+        if source.is_dir():
+            found = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            images += [(source, p.relative_to(source).as_posix()) for p in found]
+        else:
+            lines = (line.strip() for line in source.read_text().splitlines())
+            images += [(source.parent, line.removeprefix("./")) for line in lines if line]
+    return images
 
 
 def _parse_labels(path: Path, num_classes: int, names: list[str], problems: list[Problem]) -> list[RawObject]:

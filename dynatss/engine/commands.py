@@ -11,10 +11,10 @@ from dynatss.config import Config, load_config
 from dynatss.data.loader import build_test_loader
 from dynatss.data.problems import summarize_problems
 from dynatss.engine.build import load_split, prepare_synthetic, resolve_device, with_num_classes
-from dynatss.engine.checkpoint import inference_state_dict, load_checkpoint
 from dynatss.engine.distributed import cleanup_distributed, setup_distributed
+from dynatss.engine.eval_analysis import DEFAULT_SCORE_THRESHOLD
 from dynatss.engine.evaluate import EvalResult, evaluate, format_table, write_detections
-from dynatss.engine.inference import _read_safetensors, load_weights
+from dynatss.engine.inference import load_weights, read_weights
 from dynatss.engine.train import train
 from dynatss.errors import DynatssError
 from dynatss.model.build import build_detector
@@ -24,16 +24,12 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 DEMO_CONFIG = CONFIG_DIR / "demo.yaml"
 
 
-def _weights(path: Path) -> dict:
-    if path.suffix == ".safetensors":
-        if not path.is_file():
-            raise DynatssError(f"{path}: weights file not found")
-        return _read_safetensors(path)[0]
-    return inference_state_dict(load_checkpoint(path))
-
-
-def run_eval(cfg: Config, weights: str | Path, split: str | None = None, output: str | Path | None = None) -> EvalResult:
-    """Evaluate ``weights`` on ``split`` (default ``data.val_split``); write the detections JSON.
+def run_eval(cfg: Config, weights: str | Path, split: str | None = None, output: str | Path | None = None,
+             *, score_threshold: float | None = None) -> EvalResult:
+    """Evaluate ``weights`` on ``split`` (default ``data.val_split``); write the detections JSON and,
+    beside it, PR curves, the confusion matrix and per-class precision / recall / F1 at
+    ``score_threshold`` (default 0.3, :data:`~dynatss.engine.eval_analysis.DEFAULT_SCORE_THRESHOLD`;
+    see :mod:`dynatss.tools.eval_plots`).
 
     The model is built from ``cfg`` (number of classes from the dataset), then the checkpoint's
     weights (EMA weights if the run kept an EMA) are loaded into it.
@@ -43,7 +39,7 @@ def run_eval(cfg: Config, weights: str | Path, split: str | None = None, output:
     ctx = setup_distributed(resolve_device(cfg.train.device).type)
     try:
         device = resolve_device(cfg.train.device, ctx.local_rank)
-        state_dict = _weights(weights)
+        state_dict = read_weights(weights)[0]
         if cfg.data.format == "synthetic":
             prepare_synthetic(cfg.data, is_main=ctx.is_main)
         dataset = load_split(cfg.data, split)
@@ -65,9 +61,22 @@ def run_eval(cfg: Config, weights: str | Path, split: str | None = None, output:
             write_detections(result.detections, output)
             print(format_table(result))
             print(f"detections: {output}")
+            _write_analysis(dataset.records, dataset.meta, result.detections, output.parent, split, score_threshold)
         return result
     finally:
         cleanup_distributed()
+
+
+def _write_analysis(records, meta, detections: list[dict], out_dir: Path, split: str,
+                    score_threshold: float | None) -> None:
+    """PR curves, confusion matrix and the per-class table of one evaluation, printed and written."""
+    from dynatss.tools.eval_plots import analyse, class_table, write_evaluation
+
+    threshold = DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
+    analysis = analyse(records, meta, detections, score_threshold=threshold)
+    files = write_evaluation(analysis, out_dir, name=split)
+    print(class_table(analysis))
+    print(f"figures: {files.pr_curves}, {files.confusion_matrix}; numbers: {files.summary}")
 
 
 def demo_config(output_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:

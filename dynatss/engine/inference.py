@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 import torch
 
-from dynatss.config import Config, _merge
+from dynatss.config import Config, _merge, _parse_override, load_config
 from dynatss.data.records import DatasetMeta
 from dynatss.engine.checkpoint import inference_state_dict, load_checkpoint, meta_from_dict, sidecar_path
 from dynatss.errors import DynatssError
@@ -56,24 +57,74 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     return state_dict, config, meta
 
 
-def load_detector(weights_path: str | Path, device: str | torch.device = "cpu") -> tuple[DetectionModel, Config, DatasetMeta]:
-    """Rebuild the detector a run trained (EMA weights if it kept an EMA), in eval mode on ``device``.
+def apply_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """A copy of ``config`` with ``key.sub=value`` overrides applied (checked like a YAML file)."""
+    config = copy.deepcopy(config)
+    for text in overrides:
+        _merge(config, _parse_override(text), "")
+    return config
 
-    Accepts a training checkpoint (``.pth``) or a ``.safetensors`` file with its ``.json`` sidecar.
-    Backbone weights are not downloaded: the checkpoint already holds them.
-    """
-    path = Path(weights_path)
+
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], DatasetMeta]:
+    """(state dict to predict with, the run's config as a dict, class metadata) of a ``.pth``
+    checkpoint (EMA weights if the run kept an EMA) or a ``.safetensors`` file with its sidecar."""
+    path = Path(path)
     if path.suffix == ".safetensors":
         if not path.is_file():
             raise DynatssError(f"{path}: weights file not found")
-        state_dict, config_dict, meta = _read_safetensors(path)
+        return _read_safetensors(path)
+    checkpoint = load_checkpoint(path)
+    if "config" not in checkpoint or "meta" not in checkpoint:
+        raise DynatssError(f"{path}: checkpoint lacks its config/meta (not written by dynatss train?)")
+    return inference_state_dict(checkpoint), checkpoint["config"], meta_from_dict(checkpoint["meta"])
+
+
+def resolve_config(
+    saved: dict[str, Any],
+    source: str | Path,
+    meta: DatasetMeta,
+    *,
+    config: str | Path | Config | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> Config:
+    """The config to use a trained model with: ``config`` (a YAML file or a Config) when given, else
+    the one saved with the weights; ``overrides`` on top; the classes always those of the weights."""
+    if config is None:
+        resolved = apply_overrides(config_from_dict(saved, source), overrides)
+    elif isinstance(config, Config):
+        resolved = apply_overrides(config, overrides)
     else:
-        checkpoint = load_checkpoint(path)
-        if "config" not in checkpoint or "meta" not in checkpoint:
-            raise DynatssError(f"{path}: checkpoint lacks its config/meta (not written by dynatss train?)")
-        state_dict, config_dict = inference_state_dict(checkpoint), checkpoint["config"]
-        meta = meta_from_dict(checkpoint["meta"])
-    config = config_from_dict(config_dict, path)
+        resolved = load_config(config, overrides)
+    resolved.model.num_classes = meta.num_classes
+    return resolved
+
+
+def checkpoint_config(
+    weights_path: str | Path,
+    config: str | Path | Config | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> Config:
+    """:func:`resolve_config` for the weights at ``weights_path`` (``dynatss eval`` without a config)."""
+    _, saved, meta = read_weights(weights_path)
+    return resolve_config(saved, weights_path, meta, config=config, overrides=overrides)
+
+
+def load_detector(
+    weights_path: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    config: str | Path | Config | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> tuple[DetectionModel, Config, DatasetMeta]:
+    """Rebuild the detector a run trained (EMA weights if it kept an EMA), in eval mode on ``device``.
+
+    Accepts a training checkpoint (``.pth``) or a ``.safetensors`` file with its ``.json`` sidecar.
+    The config is the one saved with the weights unless ``config`` is given (see
+    :func:`resolve_config`). Backbone weights are not downloaded: the checkpoint already holds them.
+    """
+    path = Path(weights_path)
+    state_dict, saved, meta = read_weights(path)
+    config = resolve_config(saved, path, meta, config=config, overrides=overrides)
     model = build_detector(dataclasses.replace(config.model, pretrained=None))  # weights: the file's
     load_weights(model, state_dict, path)
     return model.to(device).eval(), config, meta

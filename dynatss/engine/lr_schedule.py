@@ -1,7 +1,8 @@
 """Learning-rate schedule: linear warm-up, then step decay or cosine decay (paper Sec. IV: 1x schedule).
 
 The schedule is a pure function of the iteration, ``lr_factor(iteration, solver)``, multiplied into
-``solver.base_lr`` by a ``LambdaLR``. Being a pure function of the iteration is what makes resume
+each parameter group's initial rate (``scaled_lr``, times ``bias_lr_factor`` for biases) by a
+``LambdaLR``. Being a pure function of the iteration is what makes resume
 exact: the scheduler's state is just its step count.
 """
 
@@ -15,10 +16,29 @@ from torch.optim.lr_scheduler import LambdaLR
 from dynatss.config import SolverConfig
 
 
+def scaled_lr(solver: SolverConfig) -> float:
+    """The learning rate after warm-up: ``base_lr`` x batch_size / base_batch_size when
+    ``auto_scale_lr`` (the linear scaling rule of Goyal et al.), else ``base_lr``."""
+    if not solver.auto_scale_lr:
+        return solver.base_lr
+    return solver.base_lr * solver.batch_size / solver.base_batch_size
+
+
+def describe_lr(solver: SolverConfig) -> str:
+    """One line for the run log: the rate used and where it comes from."""
+    if not solver.auto_scale_lr:
+        return f"{solver.base_lr:g} (solver.auto_scale_lr false)"
+    return (f"{scaled_lr(solver):g} (base_lr {solver.base_lr:g} x batch {solver.batch_size} / "
+            f"base_batch_size {solver.base_batch_size})")
+
+
 def warmup_factor(iteration: int, solver: SolverConfig) -> float:
-    """Linear warm-up from ``warmup_factor`` at iteration 0 to 1 at ``warmup_iters`` (Goyal et al.)."""
+    """Warm-up multiplier: linear from ``warmup_factor`` at iteration 0 to 1 at ``warmup_iters``
+    (Goyal et al.), or ``warmup_factor`` until ``warmup_iters`` ("constant", the official ATSS)."""
     if iteration >= solver.warmup_iters:
         return 1.0
+    if solver.warmup_method == "constant":
+        return solver.warmup_factor
     alpha = iteration / solver.warmup_iters
     return solver.warmup_factor * (1.0 - alpha) + alpha
 
@@ -33,7 +53,7 @@ def decay_factor(iteration: int, solver: SolverConfig) -> float:
 
 
 def lr_factor(iteration: int, solver: SolverConfig) -> float:
-    """Multiplier of ``base_lr`` used for the optimizer step of ``iteration`` (0-based)."""
+    """Multiplier of the scaled learning rate used for the optimizer step of ``iteration`` (0-based)."""
     return warmup_factor(iteration, solver) * decay_factor(iteration, solver)
 
 

@@ -2,7 +2,8 @@
 
 ATSS (maskrcnn-benchmark) trains biases without weight decay; we extend that to every 1-D
 parameter (GroupNorm affine weights, the learnable FPN-level scales), which is the usual choice
-in modern detectors and keeps the scales from being pulled towards zero.
+in modern detectors and keeps the scales from being pulled towards zero. Biases may train at
+``bias_lr_factor`` times the rate (the official ATSS code: 2.0).
 """
 
 from __future__ import annotations
@@ -11,23 +12,31 @@ import torch
 from torch import nn
 
 from dynatss.config import SolverConfig
+from dynatss.engine.lr_schedule import scaled_lr
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: weights of convs/linears (decayed) and 1-D parameters (not decayed)."""
-    decay, no_decay = [], []
-    for parameter in model.parameters():
+def parameter_groups(model: nn.Module, solver: SolverConfig) -> list[dict]:
+    """Three groups: conv/linear weights (decayed), biases (not decayed, lr x bias_lr_factor), and
+    the other 1-D parameters (not decayed). Empty groups are left out."""
+    lr = scaled_lr(solver)
+    weights, biases, others = [], [], []
+    for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        (no_decay if parameter.ndim <= 1 else decay).append(parameter)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        if parameter.ndim > 1:
+            weights.append(parameter)
+        elif name.endswith(".bias"):
+            biases.append(parameter)
+        else:
+            others.append(parameter)
+    groups = [
+        {"params": weights, "weight_decay": solver.weight_decay, "lr": lr},
+        {"params": biases, "weight_decay": 0.0, "lr": lr * solver.bias_lr_factor},
+        {"params": others, "weight_decay": 0.0, "lr": lr},
     ]
+    return [group for group in groups if group["params"]]
 
 
 def build_optimizer(model: nn.Module, solver: SolverConfig) -> torch.optim.SGD:
-    """SGD(momentum) over the trainable parameters; the lr is set per step by the lr schedule."""
-    return torch.optim.SGD(
-        parameter_groups(model, solver.weight_decay), lr=solver.base_lr, momentum=solver.momentum
-    )
+    """SGD(momentum) over the trainable parameters; the lr schedule scales each group's rate per step."""
+    return torch.optim.SGD(parameter_groups(model, solver), lr=scaled_lr(solver), momentum=solver.momentum)

@@ -41,6 +41,7 @@ from dynatss.engine.distributed import (
     setup_distributed,
 )
 from dynatss.engine.evaluate import EvalResult, evaluate, format_table, write_detections
+from dynatss.engine.lr_schedule import describe_lr
 from dynatss.engine.precision import autocast_context, float_outputs
 from dynatss.engine.run_logger import RunLogger, WindowAverage
 from dynatss.engine.state import TrainState
@@ -154,7 +155,8 @@ def _train(cfg, ctx, device, resume, criterion_override) -> TrainResult:
 
     per_rank = per_rank_batch_size(cfg.solver.batch_size, ctx.world_size)
     amp = cfg.solver.amp if device.type == "cuda" else "none (solver.amp needs CUDA)"
-    _print(ctx, f"device {device} x {ctx.world_size} process(es), {per_rank} images each per step, amp {amp}")
+    _print(ctx, f"device {device} x {ctx.world_size} process(es), {per_rank} images each per step, amp {amp}; "
+           f"lr {describe_lr(cfg.solver)}")
     model = build_model(cfg, device)
     criterion = criterion_override or build_criterion(cfg, model)
     state = TrainState.create(model, cfg, device)
@@ -197,7 +199,7 @@ def _loop(cfg, ctx, device, state, train_model, criterion, batches, test_loader,
         logger.step()
         done = state.iteration == solver.max_iter
         if state.iteration % run.log_period == 0 or done:
-            values = mean_over_ranks(window.pop(), device)
+            values = mean_over_ranks({key: float(value) for key, value in window.pop().items()}, device)
             # Step time only (data + forward + backward), not evaluation or checkpointing.
             values["images_per_s"] = solver.batch_size / max(values.pop("seconds"), 1e-9)
             logger.train(state.iteration, values)
@@ -209,7 +211,7 @@ def _loop(cfg, ctx, device, state, train_model, criterion, batches, test_loader,
     return final
 
 
-def _step(state, train_model, criterion, batch, cfg, autocast, device) -> dict[str, float]:
+def _step(state, train_model, criterion, batch, cfg, autocast, device) -> dict[str, float | torch.Tensor]:
     """One SGD step; returns the logged values. Stops the run on a NaN/inf loss before any update."""
     with autocast:
         outputs = train_model(batch.images)
@@ -222,14 +224,19 @@ def _step(state, train_model, criterion, batch, cfg, autocast, device) -> dict[s
         )
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(result.total).backward()
-    if cfg.solver.clip_grad_norm is not None:
-        state.scaler.unscale_(state.optimizer)
-        nn.utils.clip_grad_norm_(state.model.parameters(), cfg.solver.clip_grad_norm)
+    # The gradient norm is logged on every run (a spike shows an unstable recipe); with
+    # solver.clip_grad_norm set, gradients above it are scaled down to it.
+    state.scaler.unscale_(state.optimizer)
+    max_norm = cfg.solver.clip_grad_norm if cfg.solver.clip_grad_norm is not None else math.inf
+    grad_norm = nn.utils.clip_grad_norm_(state.model.parameters(), max_norm)
     state.scaler.step(state.optimizer)
     state.scaler.update()
     state.scheduler.step()
     if state.ema is not None:
         state.ema.update_parameters(state.model)
+    # A tensor: summed over the log window on the device and fetched once per log line (_loop),
+    # so the step keeps its single host-device sync.
+    values["grad_norm"] = grad_norm.detach()
     return values
 
 

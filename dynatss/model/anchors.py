@@ -52,6 +52,14 @@ class AnchorGenerator(nn.Module):
         centres = torch.stack((grid_x, grid_y, grid_x, grid_y), dim=-1).reshape(-1, 1, 4)  # [HW, 1, 4]
         return (centres + base[None]).reshape(-1, 4)  # [HW * n, 4], order (y, x, anchor)
 
+    def _compute(self, feature_sizes: list[tuple[int, int]], device, dtype) -> tuple[Tensor, list[int]]:
+        per_level = [
+            self.level_anchors(stride, h, w, device, dtype)
+            for stride, (h, w) in zip(self.strides, feature_sizes)
+        ]
+        # shape[0], not len(): while tracing it is a traced size, so the count follows the input size.
+        return torch.cat(per_level, dim=0), [a.shape[0] for a in per_level]
+
     def forward(
         self,
         image_size: tuple[int, int],
@@ -65,15 +73,13 @@ class AnchorGenerator(nn.Module):
         """
         if len(feature_sizes) != len(self.strides):
             raise ValueError(f"expected {len(self.strides)} feature maps, got {len(feature_sizes)}")
+        if torch.jit.is_tracing():  # ONNX export with a dynamic size: anchors follow the traced sizes
+            return self._compute(feature_sizes, device, dtype)
         key = (tuple(image_size), tuple(feature_sizes), device, dtype)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        per_level = [
-            self.level_anchors(stride, h, w, device, dtype)
-            for stride, (h, w) in zip(self.strides, feature_sizes)
-        ]
-        result = (torch.cat(per_level, dim=0), [len(a) for a in per_level])
+        result = self._compute(feature_sizes, device, dtype)
         self._cache[key] = result
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)

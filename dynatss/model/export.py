@@ -1,9 +1,11 @@
-"""ONNX export of the whole detector, post-processing included, for one fixed input size.
+"""ONNX export of the whole detector, post-processing included, for any batch and image size.
 
-Input ``images`` [1, 3, H, W] float RGB in 0..255 (normalisation is inside the graph). Outputs
-``boxes`` [N, 4] xyxy in input pixels (clipped to H x W), ``scores`` [N], ``labels`` [N] int64
-contiguous, N <= max_detections; NMS becomes ONNX NonMaxSuppression. Resizing the image to H x W
-and mapping boxes back to the original image is the caller's job (docs/export.md).
+Inputs: ``images`` [B, 3, H, W] float RGB in 0..255 (normalisation is inside the graph),
+``image_sizes`` [B, 2] int64 (height, width) of each image before padding, ``score_threshold`` []
+float32. Outputs, padded to D = max_detections per image: ``boxes`` [B, D, 4] xyxy in input
+pixels (clipped to the image's size), ``scores`` [B, D] descending, ``labels`` [B, D] int64 (-1 in
+padding rows), ``num_detections`` [B] int64. NMS becomes one ONNX NonMaxSuppression over the
+batch. Resizing and mapping boxes back to the original image are the caller's job (docs/export.md).
 
 The TorchScript-based exporter (``dynamo=False``) is used: it needs no extra package (the dynamo
 exporter needs onnxscript) and knows torchvision's NMS symbolic.
@@ -11,46 +13,121 @@ exporter needs onnxscript) and knows torchvision's NMS symbolic.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import dataclasses
+import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torchvision.ops import nms
 
+from dynatss.atomic import atomic_path
 from dynatss.config import InferenceConfig
 from dynatss.errors import DynatssError
 from dynatss.model.detector import DetectionModel
-from dynatss.model.postprocess import postprocess
+from dynatss.model.head_outputs import as_head_outputs
+from dynatss.model.postprocess import clip_boxes, select_candidates
 
 # ONNX opset: 11+ has NonMaxSuppression; 17 is widely supported by runtimes.
 OPSET = 17
-INPUT_NAMES = ["images"]
-OUTPUT_NAMES = ["boxes", "scores", "labels"]
+INPUT_NAMES = ["images", "image_sizes", "score_threshold"]
+OUTPUT_NAMES = ["boxes", "scores", "labels", "num_detections"]
+DYNAMIC_AXES = {
+    "images": {0: "batch", 2: "height", 3: "width"},
+    "image_sizes": {0: "batch"},
+    "boxes": {0: "batch"},
+    "scores": {0: "batch"},
+    "labels": {0: "batch"},
+    "num_detections": {0: "batch"},
+}
+PADDING_LABEL = -1  # label of the rows past num_detections
+# Size of the example the graph is traced with; any size works once exported.
+TRACE_SIZE = 128
+
+
+def batched_nms_padded(
+    boxes: Tensor, scores: Tensor, labels: Tensor, keep: Tensor, *, image_size: tuple, iou_threshold: float,
+    max_detections: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Class-aware NMS of every image at once, the best ``max_detections`` per image, padded.
+
+    boxes [B, K, 4] inside the padded ``image_size`` (H, W), scores [B, K], labels [B, K], keep [B, K]
+    (candidates). Returns boxes [B, D, 4], scores [B, D], labels [B, D] (padding: 0, 0, -1) and
+    num_detections [B]. One NMS for the batch: boxes are shifted by (label * (W + 1)) in x and
+    (image * (H + 1)) in y, so boxes of different images or classes never overlap, and shifts stay
+    as small as torchvision's batched_nms uses for one image (float32 IoUs keep their precision).
+    """
+    num_images, num_candidates = scores.shape
+    height, width = image_size
+    image_index = torch.arange(num_images, device=boxes.device)[:, None].expand(-1, num_candidates)  # [B, K]
+    boxes, scores, labels, image_index = boxes[keep], scores[keep], labels[keep], image_index[keep]  # [M, ...]
+    shift_x = labels.to(boxes.dtype) * (width + 1)
+    shift_y = image_index.to(boxes.dtype) * (height + 1)
+    shifts = torch.stack((shift_x, shift_y, shift_x, shift_y), dim=-1)  # [M, 4]
+    kept = nms(boxes + shifts, scores, iou_threshold)  # [M'] by decreasing score
+    boxes, scores, labels, image_index = boxes[kept], scores[kept], labels[kept], image_index[kept]
+    # Rank of each detection inside its image (they come by decreasing score): the padded row.
+    in_image = (image_index[:, None] == torch.arange(num_images, device=boxes.device)[None]).long()  # [M', B]
+    rank = in_image.cumsum(0).gather(1, image_index[:, None]).squeeze(1) - 1  # [M']
+    within = rank < max_detections
+    row = (image_index * max_detections + rank)[within]  # [N] rows of the flat [B * D] output
+    flat_size = num_images * max_detections
+    out_boxes = boxes.new_zeros((flat_size, 4)).scatter(0, row[:, None].expand(-1, 4), boxes[within])
+    out_scores = scores.new_zeros((flat_size,)).scatter(0, row, scores[within])
+    out_labels = labels.new_full((flat_size,), PADDING_LABEL).scatter(0, row, labels[within])
+    num_detections = in_image.sum(0).clamp(max=max_detections)  # [B]
+    return (
+        out_boxes.view(num_images, max_detections, 4),
+        out_scores.view(num_images, max_detections),
+        out_labels.view(num_images, max_detections),
+        num_detections,
+    )
 
 
 class ExportableDetector(nn.Module):
-    """The detection model + post-processing for one image of fixed size: images [1, 3, H, W] -> boxes, scores, labels."""
+    """The detection model + post-processing of a padded batch:
+    (images [B, 3, H, W], image_sizes [B, 2], score_threshold []) -> boxes, scores, labels, num_detections.
 
-    def __init__(self, model: DetectionModel, *, height: int, width: int, inference_cfg: InferenceConfig) -> None:
+    Candidate selection, decoding and clipping are dynatss.model.postprocess's own functions;
+    only the NMS is batched (:func:`batched_nms_padded`), with the same per-image result.
+    """
+
+    def __init__(self, model: DetectionModel, *, inference_cfg: InferenceConfig) -> None:
         super().__init__()
         self.model = model
         self.inference_cfg = inference_cfg
-        self.register_buffer("image_sizes", torch.tensor([[height, width]]), persistent=False)
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        outputs = self.model(images)
-        detections = postprocess(
-            outputs, self.image_sizes, self.image_sizes, self.inference_cfg, self.model.box_coder
-        )[0]
-        return detections["boxes"], detections["scores"], detections["labels"]
+    def forward(self, images: Tensor, image_sizes: Tensor, score_threshold: Tensor) -> tuple[Tensor, ...]:
+        # The threshold is an input of the graph: a float in eager mode, a graph input once traced.
+        cfg = dataclasses.replace(self.inference_cfg, score_threshold=score_threshold)
+        outputs = as_head_outputs(self.model(images), self.model.box_coder)
+        boxes, scores, labels, keep = select_candidates(outputs, cfg, self.model.box_coder)  # [B, K, ...]
+        boxes = clip_boxes(boxes, image_sizes)  # [B, K, 4]
+        return batched_nms_padded(
+            boxes, scores, labels, keep, image_size=(images.shape[-2], images.shape[-1]),
+            iou_threshold=cfg.nms_threshold, max_detections=cfg.max_detections,
+        )
 
 
 def export_onnx(
-    model: DetectionModel, path: str | Path, *, height: int, width: int, inference_cfg: InferenceConfig
+    model: DetectionModel,
+    path: str | Path,
+    *,
+    inference_cfg: InferenceConfig,
+    metadata: dict[str, Any] | None = None,
+    height: int = TRACE_SIZE,
+    width: int = TRACE_SIZE,
 ) -> Path:
-    """Write ``model`` (in eval mode, on CPU) as an ONNX file at ``path`` atomically; return the path."""
+    """Write ``model`` as an ONNX file at ``path`` (atomically); return the path.
+
+    The graph takes any batch size and image size; ``height`` x ``width`` is only the size it is
+    traced at. ``metadata`` goes into the model's ``metadata_props`` (values that are not strings
+    are stored as JSON): class names and the input spec, so a runtime needs no other file.
+    """
+    import onnx
+
     path = Path(path)
     if height <= 0 or width <= 0:
         raise DynatssError(f"{path}: export size must be positive, got {height}x{width}")
@@ -58,28 +135,30 @@ def export_onnx(
         raise DynatssError(f"{path}: output folder does not exist")
     # Trace on CPU in eval mode; the caller's device and train/eval mode are restored afterwards.
     device = next(model.parameters()).device
-    wrapper = ExportableDetector(model, height=height, width=width, inference_cfg=inference_cfg)
     was_training = model.training
-    wrapper.cpu().eval()
-    example = torch.zeros(1, 3, height, width)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".onnx.tmp", delete=False) as tmp:
-        tmp_path = Path(tmp.name)
+    wrapper = ExportableDetector(model, inference_cfg=inference_cfg).cpu().eval()
+    example = (
+        torch.zeros(2, 3, height, width),  # two images: the batch axis is not specialised to 1
+        torch.tensor([[height, width]] * 2),
+        torch.tensor(inference_cfg.score_threshold, dtype=torch.float32),
+    )
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # deprecation and tracer warnings about constant shapes
-            torch.onnx.export(
-                wrapper,
-                (example,),
-                str(tmp_path),
-                input_names=INPUT_NAMES,
-                output_names=OUTPUT_NAMES,
-                opset_version=OPSET,
-                dynamo=False,
-            )
-        with tmp_path.open("rb") as file:
-            os.fsync(file.fileno())
-        os.replace(tmp_path, path)
+        with atomic_path(path) as temporary:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")  # deprecation and tracer warnings
+                torch.onnx.export(
+                    wrapper, example, str(temporary), input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
+                    dynamic_axes=DYNAMIC_AXES, opset_version=OPSET, dynamo=False,
+                )
+            _write_metadata(temporary, metadata or {}, onnx)
     finally:
-        tmp_path.unlink(missing_ok=True)
         model.to(device).train(was_training)
     return path
+
+
+def _write_metadata(path: Path, metadata: dict[str, Any], onnx) -> None:
+    graph = onnx.load(str(path))
+    for key, value in metadata.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
+    onnx.save(graph, str(path))

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from dynatss.model.head import INIT_STD, _flatten, _tower
-from dynatss.model.integral import DEFAULT_REG_MAX, edge_distributions
+from dynatss.model.integral import DEFAULT_REG_MAX, edge_distributions, logits_with_mean
 
 # GFLV2 defaults: top-4 probabilities per edge plus their mean, hidden width 64.
 DEFAULT_DGQP_TOPK = 4
@@ -80,7 +80,10 @@ class GFLHead(nn.Module):
         reg_max: int = DEFAULT_REG_MAX,
         dgqp_topk: int = DEFAULT_DGQP_TOPK,
         dgqp_channels: int = DEFAULT_DGQP_CHANNELS,
+        initial_distance: float | None = None,
     ) -> None:
+        """``initial_distance``: the expected distance (in strides) of every edge before training;
+        None leaves the distributions uniform (GFL: reg_max / 2 strides per side)."""
         super().__init__()
         self.num_classes = num_classes
         self.reg_max = reg_max
@@ -96,6 +99,9 @@ class GFLHead(nn.Module):
                 nn.init.zeros_(module.bias)
         # Focal-loss prior: every location starts with foreground probability prior_prob.
         nn.init.constant_(self.cls_logits.bias, -math.log((1.0 - prior_prob) / prior_prob))
+        if initial_distance is not None:  # model.box_init "anchor": start from the anchor box
+            with torch.no_grad():
+                self.reg_distribution.bias.copy_(logits_with_mean(initial_distance, reg_max).repeat(4))
         # Built after the conv initialisation above, which it does not touch (it has no convs).
         self.dgqp = DistributionGuidedQualityPredictor(reg_max=reg_max, topk=dgqp_topk, channels=dgqp_channels)
 

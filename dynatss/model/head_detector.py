@@ -50,12 +50,16 @@ def build_head(cfg: ModelConfig, *, head: str, strides: list[int]) -> nn.Module:
         )
     common = dict(in_channels=cfg.fpn_channels, num_classes=cfg.num_classes, num_convs=cfg.head_convs,
                   channels=cfg.head_channels, prior_prob=cfg.prior_prob)
+    # model.box_init "anchor": the first boxes are the anchors (half an anchor per side).
+    anchor_half_size = cfg.anchor_scales[0] / 2  # in strides
     if head == "gfl":
         return GFLHead(num_levels=len(strides), reg_max=cfg.reg_max, dgqp_topk=cfg.dgqp_topk,
-                       dgqp_channels=cfg.dgqp_channels, **common)
+                       dgqp_channels=cfg.dgqp_channels,
+                       initial_distance=anchor_half_size if cfg.box_init == "anchor" else None, **common)
     if head == "vfnet":
         if cfg.head_convs < 1:
             raise DynatssError("model.head_convs must be >= 1 for the VFNet head")
-        return VFNetHead(strides=strides, distance_scale=cfg.anchor_scales[0],
-                         gradient_mul=cfg.star_gradient_mul, **common)
+        return VFNetHead(strides=strides,
+                         distance_scale=anchor_half_size if cfg.box_init == "anchor" else cfg.anchor_scales[0],
+                         gradient_mul=cfg.star_gradient_mul, star_dcn_init=cfg.star_dcn_init, **common)
     raise DynatssError(f"model.head must be one of {('atss', *HEADS)}, got {head!r}")

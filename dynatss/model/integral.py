@@ -33,11 +33,29 @@ def integral(reg_distribution: Tensor, reg_max: int) -> Tensor:
     return probabilities @ bins  # [..., 4]
 
 
+def logits_with_mean(mean: float, reg_max: int, *, width: float = 1.0) -> Tensor:
+    """Logits [reg_max + 1] of a discretised Gaussian over the bins whose expectation is ``mean``.
+
+    Used to start the GFL distributions at a chosen distance (``model.box_init``): the centre is
+    moved until the truncated distribution's expectation equals ``mean`` (in bins, 0 < mean < reg_max).
+    """
+    if not 0.0 < mean < reg_max:
+        raise ValueError(f"the initial distance must lie inside (0, {reg_max}) bins, got {mean}")
+    bins = torch.arange(reg_max + 1, dtype=torch.float64)
+    center = torch.tensor(float(mean), dtype=torch.float64)
+    for _ in range(100):  # fixed point: the expectation grows with the centre, with slope <= 1
+        logits = -0.5 * ((bins - center) / width) ** 2
+        center = center + (mean - float(logits.softmax(dim=0) @ bins))
+    return logits.float()
+
+
 def anchor_strides(strides: list[int], num_anchors_per_level: list[int], like: Tensor) -> Tensor:
-    """Stride of every anchor: [A] with the dtype and device of ``like``."""
-    per_level = torch.tensor(strides, dtype=like.dtype, device=like.device)  # [L]
-    counts = torch.tensor(num_anchors_per_level, device=like.device)  # [L]
-    return per_level.repeat_interleave(counts, output_size=sum(num_anchors_per_level))
+    """Stride of every anchor: [A] with the dtype and device of ``like``.
+
+    Built level by level from the counts, so that while tracing for ONNX (counts are then traced
+    sizes) the result follows the input size.
+    """
+    return torch.cat([like.new_full((count,), stride) for stride, count in zip(strides, num_anchors_per_level)])
 
 
 def distances_to_boxes(anchors: Tensor, ltrb: Tensor) -> Tensor:

@@ -26,6 +26,14 @@ NOT_CANDIDATE = -1.0
 Detections = dict[str, Tensor]  # "boxes" [N, 4] xyxy, "scores" [N], "labels" [N] int64
 
 
+def at_most(count: int | Tensor, limit: int) -> int | Tensor:
+    """min(count, limit). While tracing for ONNX ``count`` is a traced size (a 0-d tensor), and so is
+    the result: top-k then takes as many candidates as the exported graph's input size allows."""
+    if isinstance(count, Tensor):
+        return count.clamp(max=limit)
+    return min(count, limit)
+
+
 def select_candidates(
     outputs: HeadOutputs, cfg: InferenceConfig, box_coder: BoxCoder
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -44,7 +52,7 @@ def select_candidates(
     start = 0
     for count in outputs.num_anchors_per_level:
         level_ranking = ranking[:, start : start + count].flatten(1)  # [B, A_l * C]
-        k = min(cfg.pre_nms_topk, level_ranking.shape[1])
+        k = at_most(level_ranking.shape[1], cfg.pre_nms_topk)
         top_scores, top_index = level_ranking.topk(k, dim=1)  # [B, k]
         anchor_index = top_index // num_classes + start  # [B, k]
         deltas = outputs.box_deltas.gather(1, anchor_index[..., None].expand(-1, -1, 4))  # [B, k, 4]

@@ -54,8 +54,14 @@ class VFNetHead(nn.Module):
         prior_prob: float = 0.01,
         distance_scale: float = DEFAULT_DISTANCE_SCALE,
         gradient_mul: float = DEFAULT_GRADIENT_MUL,
+        star_dcn_init: str = "uniform",
     ) -> None:
+        """``distance_scale`` x stride is the distance unit (exp(0) x unit per side before training);
+        ``star_dcn_init`` "uniform" keeps the deformable convs' kaiming-uniform initialisation (mmcv),
+        "normal" draws them from N(0, 0.01) (the VFNet authors' code)."""
         super().__init__()
+        if star_dcn_init not in ("uniform", "normal"):
+            raise ValueError(f"star_dcn_init must be 'uniform' or 'normal', got {star_dcn_init!r}")
         if num_convs < 1:
             raise ValueError("the VFNet head needs at least one tower conv (its star features read it)")
         self.num_classes = num_classes
@@ -72,14 +78,14 @@ class VFNetHead(nn.Module):
         self.cls_logits = nn.Conv2d(channels, num_classes, 3, padding=1)
         self.scales = nn.Parameter(torch.ones(len(strides)))
         self.scales_refine = nn.Parameter(torch.ones(len(strides)))
-        self._init_weights(prior_prob)
+        self._init_weights(prior_prob, star_dcn_init)
 
-    def _init_weights(self, prior_prob: float) -> None:
+    def _init_weights(self, prior_prob: float, star_dcn_init: str) -> None:
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.normal_(module.weight, std=INIT_STD)
                 nn.init.zeros_(module.bias)
-            elif isinstance(module, StarDeformConv):
+            elif isinstance(module, StarDeformConv) and star_dcn_init == "normal":
                 nn.init.normal_(module.weight, std=INIT_STD)
         nn.init.constant_(self.cls_logits.bias, -math.log((1.0 - prior_prob) / prior_prob))
 

@@ -1,12 +1,15 @@
-"""Export a trained checkpoint: ONNX (via the model's export_onnx) or safetensors + JSON sidecar."""
+"""Export a trained checkpoint: ONNX (dynamic batch and size, classes and input spec in its metadata) or
+safetensors + JSON sidecar."""
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dynatss.config import Config, config_to_dict
+from dynatss.data.records import DatasetMeta
 from dynatss.errors import DynatssError
 
 FORMATS = ("onnx", "safetensors")
@@ -19,21 +22,21 @@ class ExportResult:
     output_names: list[str] = field(default_factory=list)
 
 
-def default_input_size(cfg: Config) -> tuple[int, int]:
-    """A square input of the test scale, padded to the size divisibility (as the test loader pads)."""
-    divisor = max(1, cfg.data.size_divisibility)
-    side = math.ceil(cfg.data.test_min_size / divisor) * divisor
-    return side, side
+def onnx_metadata(cfg: Config, meta: DatasetMeta) -> dict[str, Any]:
+    """What the ONNX file carries besides the graph: classes, input spec, post-processing settings."""
+    from dynatss import __version__
+    from dynatss.api import backends
+
+    return {
+        backends.META_CLASS_NAMES: list(meta.class_names),
+        backends.META_CATEGORY_IDS: [int(i) for i in meta.category_ids],
+        backends.META_INPUT: backends.input_spec(cfg.data),
+        backends.META_INFERENCE: dataclasses.asdict(cfg.inference),
+        backends.META_VERSION: __version__,
+    }
 
 
-def export_weights(
-    weights: str | Path,
-    fmt: str,
-    *,
-    out: str | Path | None = None,
-    height: int | None = None,
-    width: int | None = None,
-) -> ExportResult:
+def export_weights(weights: str | Path, fmt: str, *, out: str | Path | None = None) -> ExportResult:
     """Load ``weights`` and write them in ``fmt``; ``out`` defaults to the weights path with the new suffix."""
     from dynatss.engine.inference import load_detector
 
@@ -50,11 +53,7 @@ def export_weights(
         return ExportResult(path)
     from dynatss.model.export import export_onnx
 
-    default_height, default_width = default_input_size(cfg)
-    height, width = height or default_height, width or default_width
-    if height <= 0 or width <= 0:
-        raise DynatssError(f"--height/--width must be positive, got {height}x{width}")
-    path = export_onnx(detector, path, height=height, width=width, inference_cfg=cfg.inference)
+    path = export_onnx(detector, path, inference_cfg=cfg.inference, metadata=onnx_metadata(cfg, meta))
     return ExportResult(path, *onnx_io_names(path))
 
 

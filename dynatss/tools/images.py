@@ -1,7 +1,7 @@
 """Image files in and out: find, decode, resize for the test-time scale, draw detections, encode.
 
 Decoding and resizing are the data pipeline's own (dynatss.data.transforms), so a picture is seen
-exactly as at evaluation; drawing is torchvision's ``draw_bounding_boxes``.
+exactly as at evaluation; drawing is :mod:`dynatss.tools.drawing` (re-exported here).
 """
 
 from __future__ import annotations
@@ -11,17 +11,15 @@ from pathlib import Path
 from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.io import encode_jpeg, encode_png
-from torchvision.utils import draw_bounding_boxes
 
 from dynatss.config import DataConfig
 from dynatss.data.transforms import build_transforms, load_image
 from dynatss.errors import DynatssError
+from dynatss.tools.drawing import class_color as class_color  # re-exported: the drawing lives there
+from dynatss.tools.drawing import draw_detections as draw_detections
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 JPEG_QUALITY = 95
-# A fixed palette (matplotlib's tab10) so each class keeps its colour across images.
-_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-            "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
 def list_images(inputs: list[str | Path]) -> list[Path]:
@@ -60,22 +58,6 @@ def pad_batch(images: list[Tensor], *, size_divisibility: int) -> Tensor:
     for index, image in enumerate(images):
         batch[index, :, : image.shape[-2], : image.shape[-1]] = image
     return batch
-
-
-def class_color(label: int) -> str:
-    return _PALETTE[label % len(_PALETTE)]
-
-
-def draw_detections(
-    image: Tensor, boxes: Tensor, labels: Tensor, scores: Tensor, class_names: tuple[str, ...] | list[str]
-) -> Tensor:
-    """Draw ``[N, 4]`` xyxy boxes on ``[3, H, W]`` uint8 with "name score" captions."""
-    if boxes.numel() == 0:
-        return image.clone()
-    captions = [f"{class_names[int(c)]} {float(s):.2f}" for c, s in zip(labels, scores)]
-    colors = [class_color(int(c)) for c in labels]
-    line_width = max(1, round(max(image.shape[-2:]) / 400))  # visible on large images too
-    return draw_bounding_boxes(image, boxes.float(), labels=captions, colors=colors, width=line_width)
 
 
 def encode_image(image: Tensor, suffix: str) -> bytes:

@@ -16,13 +16,22 @@ from matplotlib.figure import Figure
 
 from dynatss.atomic import atomic_write_bytes
 
-RAW_ALPHA = 0.25
+RAW_ALPHA = 0.35
 BAND_ALPHA = 0.15
 PANEL_SIZE = (5.5, 4.0)  # inches per panel
 DPI = 110
 MAX_COLUMNS = 3
-# Automatic smoothing: the moving-average window is this fraction of the number of points.
+# Automatic smoothing: the moving-average window is this fraction of the number of points, at
+# least MIN_AUTO_WINDOW points (short runs log few points: a 1-point window would hide the raw
+# line under the average) and at most half the points.
 AUTO_WINDOW_FRACTION = 0.05
+MIN_AUTO_WINDOW = 5
+# Tick counts: enough labelled values on every panel to read a level off the axis.
+MAX_TICKS = 6
+# A log axis pays off only when the values span at least this many decades; below, linear ticks.
+MIN_LOG_DECADES = 1.0
+# Log-axis ticks per decade: labelled mantissas by the span in decades (narrow spans need more).
+LOG_SUBS_BY_SPAN = ((2.0, (1.0, 2.0, 3.0, 5.0)), (4.0, (1.0, 3.0)), (float("inf"), (1.0,)))
 
 
 @dataclass(frozen=True)
@@ -57,30 +66,29 @@ ASSIGN_PANELS = (
 )
 
 
-# Log-axis values labelled as plain numbers (0.6, not 6e-01); losses span a decade or two at most.
-LOG_LABELLED_MANTISSAS = (1, 2, 3, 5)
-
-
-def _plain_log_label(value: float, _position: int) -> str:
-    if value <= 0:
-        return ""
-    mantissa = value / 10 ** math.floor(math.log10(value))
-    labelled = any(math.isclose(mantissa, m, rel_tol=1e-6) for m in LOG_LABELLED_MANTISSAS)
-    return f"{value:g}" if labelled else ""
+def _plain_label(value: float, _position: int) -> str:
+    """Log-axis values as plain numbers (0.6, not 6e-01)."""
+    return f"{value:g}" if value > 0 else ""
 
 
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:
-    """Trailing mean over the last ``window`` points (fewer at the start); same length as ``values``."""
+    """Centred mean over ``window`` points (fewer at both ends); same length as ``values``.
+
+    Centred, not trailing: a trailing mean lags a falling loss and sits above every raw value of a
+    short run, which reads as a different curve.
+    """
     if window <= 1 or values.size == 0:
         return values.astype(np.float64)
     sums = np.cumsum(np.concatenate([[0.0], values.astype(np.float64)]))
-    ends = np.arange(1, values.size + 1)
-    starts = np.maximum(ends - window, 0)
+    index = np.arange(values.size)
+    starts = np.maximum(index - (window - 1) // 2, 0)
+    ends = np.minimum(index + window // 2 + 1, values.size)
     return (sums[ends] - sums[starts]) / (ends - starts)
 
 
 def auto_window(num_points: int) -> int:
-    return max(1, int(num_points * AUTO_WINDOW_FRACTION))
+    """The moving-average window (points) used when none is given."""
+    return max(1, min(max(MIN_AUTO_WINDOW, int(num_points * AUTO_WINDOW_FRACTION)), num_points // 2))
 
 
 def plot_panels(
@@ -92,6 +100,16 @@ def plot_panels(
     smooth: int | None = None,
 ) -> Path:
     """Draw ``panels`` side by side, each with its curves from ``curves[panel.key]``; write a PNG."""
+    figure = build_figure(curves, panels, title=title, smooth=smooth)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def build_figure(
+    curves: dict[str, list[Curve]], panels: tuple[Panel, ...] | list[Panel], *, title: str, smooth: int | None = None
+) -> Figure:
+    """The figure :func:`plot_panels` writes: one axes per panel, raw faint, moving average solid."""
     columns = 2 if len(panels) == 4 else min(len(panels), MAX_COLUMNS)
     rows = math.ceil(len(panels) / columns)
     figure = Figure(figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows), layout="constrained")
@@ -101,16 +119,24 @@ def plot_panels(
     labels = sorted({c.label for key in curves for c in curves[key]}, key=_first_seen(curves))
     colors = {label: f"C{index % 10}" for index, label in enumerate(labels)}
     legend_drawn = False
+    windows: set[int] = set()
     for axis, panel in zip(axes, panels):
         drawn = _draw_panel(axis, panel, curves.get(panel.key, []), colors, smooth)
+        windows.update(drawn)
         if drawn and not legend_drawn:
             axis.legend(loc="best", fontsize="small")
             legend_drawn = True
-    window_note = "auto" if smooth is None else str(smooth)
-    figure.suptitle(f"{title}: faint raw, solid moving average (window {window_note})", fontsize="medium")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
-    return atomic_write_bytes(path, buffer.getvalue())
+    figure.suptitle(f"{title}: {_smoothing_note(windows)}", fontsize="medium")
+    return figure
+
+
+def _smoothing_note(windows: set[int]) -> str:
+    """What the lines are, for the figure title: the raw values, and the window actually used."""
+    smoothed = sorted(w for w in windows if w > 1)
+    if not smoothed:
+        return "raw values, not smoothed"
+    span = str(smoothed[0]) if len(smoothed) == 1 else f"{smoothed[0]}-{smoothed[-1]}"
+    return f"faint: raw values, solid: centred moving average over {span} logged points"
 
 
 def _first_seen(curves: dict[str, list[Curve]]):
@@ -121,7 +147,8 @@ def _first_seen(curves: dict[str, list[Curve]]):
     return lambda label: order[label]
 
 
-def _draw_panel(axis, panel: Panel, curves: list[Curve], colors: dict[str, str], smooth: int | None) -> bool:
+def _draw_panel(axis, panel: Panel, curves: list[Curve], colors: dict[str, str], smooth: int | None) -> list[int]:
+    """Draw one panel's curves; returns the moving-average window of each (empty: nothing drawn)."""
     axis.set_title(panel.title)
     axis.set_xlabel("iteration")
     axis.set_ylabel(panel.ylabel)
@@ -129,18 +156,39 @@ def _draw_panel(axis, panel: Panel, curves: list[Curve], colors: dict[str, str],
     curves = [c for c in curves if c.iters.size]
     if not curves:
         axis.text(0.5, 0.5, f"no '{panel.key}' values logged", ha="center", va="center", transform=axis.transAxes)
-        return False
+        return []
+    windows = []
     for curve in curves:
         window = smooth if smooth is not None else auto_window(curve.iters.size)
+        windows.append(max(1, window))
         color = colors[curve.label]
-        axis.plot(curve.iters, curve.values, color=color, alpha=RAW_ALPHA, linewidth=0.8)
         smoothed = moving_average(curve.values, window)
+        if window > 1:  # the raw values faint behind their moving average
+            axis.plot(curve.iters, curve.values, color=color, alpha=RAW_ALPHA, linewidth=1.0)
         axis.plot(curve.iters, smoothed, color=color, linewidth=1.8, label=curve.label)
         if curve.spread is not None:
             spread = moving_average(curve.spread, window)
             axis.fill_between(curve.iters, smoothed - spread, smoothed + spread, color=color, alpha=BAND_ALPHA)
-    if panel.log_scale and all(np.all(c.values > 0) for c in curves):
-        axis.set_yscale("log")
-        axis.yaxis.set_major_formatter(ticker.FuncFormatter(_plain_log_label))
-        axis.yaxis.set_minor_formatter(ticker.FuncFormatter(_plain_log_label))
-    return True
+    _set_ticks(axis, np.concatenate([c.values for c in curves]), log_scale=panel.log_scale)
+    return windows
+
+
+def _set_ticks(axis, values: np.ndarray, *, log_scale: bool) -> None:
+    """Integer iteration ticks; y ticks that label several values whatever the range.
+
+    A log axis is used for a log panel only when its positive values span at least
+    MIN_LOG_DECADES (a loss between 0.55 and 0.65 on a log axis shows one tick or none); its labelled
+    ticks per decade depend on the span, so a narrow span still shows several numbers.
+    """
+    axis.xaxis.set_major_locator(ticker.MaxNLocator(nbins=MAX_TICKS, integer=True))
+    finite = values[np.isfinite(values)]
+    span = math.log10(finite.max() / finite.min()) if finite.size and finite.min() > 0 else 0.0
+    if not (log_scale and span >= MIN_LOG_DECADES):
+        axis.yaxis.set_major_locator(ticker.MaxNLocator(nbins=MAX_TICKS))
+        return
+    axis.set_yscale("log")
+    subs = next(subs for limit, subs in LOG_SUBS_BY_SPAN if span < limit)
+    axis.yaxis.set_major_locator(ticker.LogLocator(base=10.0, subs=subs))
+    axis.yaxis.set_major_formatter(ticker.FuncFormatter(_plain_label))
+    axis.yaxis.set_minor_locator(ticker.LogLocator(base=10.0, subs=np.arange(1.0, 10.0)))
+    axis.yaxis.set_minor_formatter(ticker.NullFormatter())

@@ -1,5 +1,8 @@
 """Run a trained detector on image files: drawn images plus one detections.json.
 
+``predict_files`` goes through the public API (dynatss.api.Detector), so checkpoints and ONNX
+exports predict alike; ``detect`` is the PyTorch forward pass + post-processing it uses.
+
 A file that cannot be decoded is reported on one line and skipped; the other images are still
 processed. Every output is written atomically, so outputs of earlier runs are never left damaged.
 """
@@ -12,23 +15,25 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from dynatss.atomic import atomic_write_bytes, atomic_write_text
 from dynatss.config import Config
-from dynatss.data.records import DatasetMeta
 from dynatss.errors import DynatssError
 from dynatss.tools.images import (
     IMAGE_SUFFIXES,
-    draw_detections,
     encode_image,
     list_images,
     pad_batch,
     read_image,
     resize_for_test,
 )
+
+if TYPE_CHECKING:
+    from dynatss.api import Detector
 
 DETECTIONS_FILE = "detections.json"
 
@@ -65,20 +70,6 @@ def detect(detector: nn.Module, images: list[Tensor], cfg: Config, *, device: st
     return [{key: value.cpu() for key, value in result.items()} for result in results]
 
 
-def detections_to_json(result: dict, meta: DatasetMeta) -> list[dict]:
-    """One dict per detection: box (xyxy original pixels), score, label, category_id, class_name."""
-    rows = []
-    for box, score, label in zip(result["boxes"].tolist(), result["scores"].tolist(), result["labels"].tolist()):
-        rows.append({
-            "box": [round(v, 2) for v in box],
-            "score": round(score, 4),
-            "label": int(label),
-            "category_id": int(meta.category_ids[label]),
-            "class_name": meta.class_names[label],
-        })
-    return rows
-
-
 def _output_names(paths: list[Path], out_dir: Path) -> list[Path]:
     """``out_dir / name`` per input, with ``_1``, ``_2`` ... added where two inputs share a name."""
     out_dir = out_dir.resolve()
@@ -102,26 +93,21 @@ def _warn(message: str) -> None:
 
 
 def predict_files(
-    detector: nn.Module,
-    cfg: Config,
-    meta: DatasetMeta,
+    detector: Detector,
     inputs: list[str | Path],
     out_dir: str | Path,
     *,
     score_threshold: float | None = None,
-    device: str | torch.device = "cpu",
     batch_size: int = 4,
     warn: Callable[[str], None] = _warn,
 ) -> PredictSummary:
     """Detect on the images of ``inputs`` (files or folders) and write drawn copies + detections.json."""
-    if score_threshold is not None:
-        cfg = dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, score_threshold=score_threshold))
+    threshold = detector.score_threshold if score_threshold is None else score_threshold
     paths = list_images(inputs)
     if not paths:
         raise DynatssError(f"{', '.join(map(str, inputs))}: no .jpg/.jpeg/.png images found")
     out_dir = Path(out_dir)
     outputs = _output_names(paths, out_dir)
-    detector = detector.eval().to(device)
     summary = PredictSummary()
     pending: list[tuple[Path, Path, Tensor]] = []
     for position, (path, output) in enumerate(zip(paths, outputs)):
@@ -131,33 +117,27 @@ def predict_files(
             summary.failures.append((str(path), str(error)))
             warn(str(error))
         if len(pending) == batch_size or (pending and position == len(paths) - 1):
-            summary.predictions.extend(_predict_batch(detector, cfg, meta, pending, device))
+            summary.predictions.extend(_predict_batch(detector, pending, threshold))
             pending = []
     document = {
         "images": [dataclasses.asdict(p) for p in summary.predictions],
         "failed": [{"file": file, "error": reason} for file, reason in summary.failures],
-        "class_names": list(meta.class_names),
-        "score_threshold": cfg.inference.score_threshold,
+        "class_names": list(detector.class_names),
+        "score_threshold": threshold,
     }
     summary.detections_path = atomic_write_text(out_dir / DETECTIONS_FILE, json.dumps(document, indent=1) + "\n")
     return summary
 
 
 def _predict_batch(
-    detector: nn.Module,
-    cfg: Config,
-    meta: DatasetMeta,
-    items: list[tuple[Path, Path, Tensor]],
-    device: str | torch.device,
+    detector: Detector, items: list[tuple[Path, Path, Tensor]], score_threshold: float
 ) -> list[ImagePrediction]:
     """Detect on (input path, output path, image) items in one forward pass; write the drawings."""
-    results = detect(detector, [image for _, _, image in items], cfg, device=device)
+    results = detector.predict([image for _, _, image in items], score_threshold=score_threshold)
     predictions = []
-    for (path, output, image), result in zip(items, results):
-        drawn = draw_detections(image, result["boxes"], result["labels"], result["scores"], meta.class_names)
-        atomic_write_bytes(output, encode_image(drawn, output.suffix))
-        height, width = image.shape[-2:]
+    for (path, output, _), result in zip(items, results):
+        atomic_write_bytes(output, encode_image(result.draw(), output.suffix))
         predictions.append(
-            ImagePrediction(str(path), output.name, int(width), int(height), detections_to_json(result, meta))
+            ImagePrediction(str(path), output.name, result.width, result.height, result.detections())
         )
     return predictions

@@ -1,6 +1,7 @@
-"""One run's report: config summary, final and best COCO metrics, per-class AP, training curves and
-sample predictions on validation images. Written as RUN_DIR/report.md and RUN_DIR/report.html, with
-figures in RUN_DIR/report/.
+"""One run's report: config summary, final and best COCO metrics, per-class AP, training curves,
+where the detector fails (PR curves, confusion matrix, per-class precision / recall / F1 of its
+checkpoint on the validation split) and sample predictions on validation images. Written as
+RUN_DIR/report.md and RUN_DIR/report.html, with figures in RUN_DIR/report/.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torchvision.utils import draw_bounding_boxes
 
 from dynatss.atomic import atomic_write_bytes, atomic_write_text
 from dynatss.errors import DynatssError
@@ -23,7 +23,6 @@ REPORT_HTML = "report.html"
 ASSETS_DIR = "report"
 # Detections drawn on sample images: a display threshold, higher than the evaluation one.
 SAMPLE_SCORE_THRESHOLD = 0.3
-GROUND_TRUTH_COLOR = "white"
 METRIC_COLUMNS = (*COCO_COLUMNS, "AR100")
 METRIC_DECIMALS = 3  # COCO metrics are fractions in [0, 1]
 # The settings that tell runs apart (paper Tables I-V), shown at the top of the report.
@@ -36,8 +35,12 @@ SUMMARY_KEYS = (
 LOSS_CURVES = (Panel("loss", "Total loss", "loss", log_scale=True), LOSS_BOX, *LOSS_PANELS)
 
 
-def write_report(run_dir: Path, *, num_images: int = 4, device: str = "cpu") -> Path:
-    """Write RUN_DIR/report.md (and report.html beside it); return the Markdown file's path."""
+def write_report(run_dir: Path, *, num_images: int = 4, device: str = "cpu", evaluation: bool = True) -> Path:
+    """Write RUN_DIR/report.md (and report.html beside it); return the Markdown file's path.
+
+    ``evaluation``: run the run's checkpoint over the validation split for PR curves, the confusion
+    matrix and per-class precision / recall / F1 (one pass over the split).
+    """
     run = read_run(run_dir)
     assets = run.run_dir / ASSETS_DIR
     document = Document(f"Run report: {run.name}")
@@ -45,6 +48,8 @@ def write_report(run_dir: Path, *, num_images: int = 4, device: str = "cpu") -> 
     _metrics_section(document, run)
     _per_class_section(document, run)
     _curves_section(document, run, assets)
+    if evaluation:
+        _evaluation_section(document, run, assets, device=device)
     _samples_section(document, run, assets, num_images=num_images, device=device)
     atomic_write_text(run.run_dir / REPORT_HTML, document.to_html())
     return atomic_write_text(run.run_dir / REPORT_MD, document.to_markdown())
@@ -114,6 +119,49 @@ def _curves_section(document: Document, run: RunLog, assets: Path) -> None:
         document.image(f"{ASSETS_DIR}/{path.name}", title)
 
 
+def _evaluation_section(document: Document, run: RunLog, assets: Path, *, device: str) -> None:
+    from dynatss.tools.eval_plots import class_rows, write_evaluation
+
+    document.heading("Where the detector fails")
+    checkpoint = run.checkpoint()
+    if checkpoint is None:
+        document.paragraph("No checkpoint in the run directory; PR curves and confusion matrix skipped.")
+        return
+    try:
+        analysis, split = _analyse_checkpoint(checkpoint, device=device)
+    except DynatssError as error:
+        document.paragraph(f"PR curves and confusion matrix skipped: {error}")
+        return
+    files = write_evaluation(analysis, assets, name=split)
+    counts = analysis.counts
+    document.paragraph(
+        f"`{checkpoint.name}` on the '{split}' split. AP columns use every detection (as COCO); TP/FP/FN, "
+        f"precision, recall and F1 count detections with score >= {counts.score_threshold:g} matched at "
+        f"IoU >= {counts.iou:g}. Numbers: `{ASSETS_DIR}/{files.summary.name}`."
+    )
+    document.table(*class_rows(analysis))
+    document.image(f"{ASSETS_DIR}/{files.pr_curves.name}", "Precision-recall curves per class")
+    document.image(f"{ASSETS_DIR}/{files.confusion_matrix.name}", "Confusion matrix with background")
+
+
+def _analyse_checkpoint(checkpoint: Path, *, device: str):
+    """Detections of ``checkpoint`` on its validation split (the evaluation's own pass), analysed."""
+    from dynatss.data.loader import build_test_loader
+    from dynatss.engine.build import load_split
+    from dynatss.engine.evaluate import predict_split
+    from dynatss.engine.inference import load_detector
+    from dynatss.tools.eval_plots import analyse
+
+    detector, cfg, meta = load_detector(checkpoint, device=device)
+    dataset = load_split(cfg.data, cfg.data.val_split)
+    if not dataset.records:
+        raise DynatssError(f"{cfg.data.root}: the '{cfg.data.val_split}' split has no images")
+    loader = build_test_loader(dataset.records, cfg.data, batch_size=max(1, cfg.solver.batch_size))
+    per_image = predict_split(detector, loader, meta, cfg, torch.device(device))
+    detections = [d for image_id in sorted(per_image) for d in per_image[image_id]]
+    return analyse(dataset.records, meta, detections), cfg.data.val_split
+
+
 def _samples_section(document: Document, run: RunLog, assets: Path, *, num_images: int, device: str) -> None:
     if num_images <= 0:
         return
@@ -152,8 +200,8 @@ def _draw_samples(checkpoint: Path, assets: Path, *, num_images: int, device: st
     for index, record in enumerate(chosen):
         image = read_image(record.path)
         (result,) = detect(detector, [image], cfg, device=device)
-        with_truth = draw_bounding_boxes(image, torch.from_numpy(record.boxes), colors=GROUND_TRUTH_COLOR)
-        drawn = draw_detections(with_truth, result["boxes"], result["labels"], result["scores"], meta.class_names)
+        drawn = draw_detections(image, result["boxes"], result["labels"], result["scores"], meta.class_names,
+                                ground_truth=torch.from_numpy(record.boxes))
         path = atomic_write_bytes(assets / f"sample_{index:02d}.png", encode_image(drawn, ".png"))
         written.append((path, record.path))
     return written

@@ -28,6 +28,17 @@ def test_train_then_eval_from_the_command_line(tiny_config, tmp_path, capsys):
     assert all(set(d) == {"image_id", "category_id", "bbox", "score"} for d in detections)
     # the training run's final evaluation and the eval command agree on the detections
     assert detections == json.loads((run_dir / "eval" / "detections.json").read_text())
+    # PR curves, confusion matrix and the per-class numbers beside the detections, the table printed
+    assert "precision" in out and "recall" in out and "F1" in out
+    for name in ("pr_curves_val.png", "confusion_matrix_val.png", "per_class_val.json"):
+        assert (tmp_path / name).is_file(), name
+
+    # no config file: the checkpoint's own, with an override (first, where the config would be)
+    output = tmp_path / "dets_no_config.json"
+    assert main(["eval", "data.num_workers=0", "--weights", str(weights), "--split", "val",
+                 "--output", str(output)]) == 0  # fmt: skip
+    assert "AP50" in capsys.readouterr().out
+    assert json.loads(output.read_text()) == detections
 
 
 def test_eval_with_a_truncated_checkpoint_exits_2_with_one_line(tiny_config, tmp_path, capsys):
@@ -36,6 +47,11 @@ def test_eval_with_a_truncated_checkpoint_exits_2_with_one_line(tiny_config, tmp
     assert main(["eval", str(tiny_config), "--weights", str(broken)]) == 2
     err = one_line_error(capsys)
     assert "broken.pth" in err and "checkpoint" in err
+
+
+def test_eval_with_a_score_threshold_outside_0_1_exits_2(tiny_config, tmp_path, capsys):
+    assert main(["eval", str(tiny_config), "--weights", str(tmp_path / "w.pth"), "--score-threshold", "30"]) == 2
+    assert "--score-threshold must be in [0, 1], got 30.0" in one_line_error(capsys)
 
 
 def test_eval_with_a_missing_checkpoint_exits_2(tiny_config, tmp_path, capsys):

@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from dynatss.errors import DynatssError
 from .tiny import tiny_overrides
 
 TRAIN_KEYS = {"type", "iter", "lr", "loss", "loss_cls", "loss_box", "loss_quality", "num_pos", "pos_per_gt",
-              "mean_piou", "mean_aiou", "images_per_s"}  # fmt: skip
+              "mean_piou", "mean_aiou", "images_per_s", "grad_norm"}  # fmt: skip
 
 
 def test_training_writes_the_run_directory(synthetic_root, tmp_path):
@@ -31,6 +32,7 @@ def test_training_writes_the_run_directory(synthetic_root, tmp_path):
     assert [line["iter"] for line in train_lines] == [2, 4]
     assert set(train_lines[0]) == TRAIN_KEYS
     assert train_lines[0]["num_pos"] > 0 and 0 < train_lines[0]["mean_aiou"] <= 1
+    assert all(math.isfinite(line["grad_norm"]) and line["grad_norm"] > 0 for line in train_lines)
     evals = [line for line in lines if line["type"] == "eval"]
     assert [line["iter"] for line in evals] == [2, 4]
     assert {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100"} <= set(evals[0]["metrics"])

@@ -38,22 +38,28 @@ def _spread(model, head: str) -> None:
 
 @pytest.mark.parametrize("head", ["gfl", "vfnet"])
 def test_onnx_matches_pytorch(tmp_path, head):
+    """Batch 1 and 3 at two sizes through one exported graph (GFL's per-anchor strides follow the size)."""
     torch.manual_seed(0)
     model = build_detector(tiny_config(head)).eval()
     _spread(model, head)
     cfg = InferenceConfig(score_threshold=0.2, pre_nms_topk=50, max_detections=100)
-    path = export_onnx(model, tmp_path / "model.onnx", height=HEIGHT, width=WIDTH, inference_cfg=cfg)
+    path = export_onnx(model, tmp_path / "model.onnx", inference_cfg=cfg)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    sizes = torch.tensor([[HEIGHT, WIDTH]])
-    for seed in range(2):
-        images = torch.randint(0, 256, (1, 3, HEIGHT, WIDTH), generator=torch.Generator().manual_seed(seed))
+    for batch, (height, width) in [(1, (HEIGHT, WIDTH)), (3, (WIDTH, HEIGHT))]:
+        images = torch.randint(0, 256, (batch, 3, height, width), generator=torch.Generator().manual_seed(batch))
+        sizes = torch.tensor([[height, width]] * batch)
         with torch.no_grad():  # the PyTorch side runs torchvision's deform_conv2d
-            (expected,) = postprocess(model(images.float()), sizes, sizes, cfg, model.box_coder)
-        boxes, scores, labels = session.run(None, {"images": images.float().numpy()})
-        assert 0 < len(scores) <= cfg.max_detections
-        np.testing.assert_array_equal(labels, expected["labels"].numpy())
-        np.testing.assert_allclose(scores, expected["scores"].numpy(), atol=1e-5)
-        np.testing.assert_allclose(boxes, expected["boxes"].numpy(), atol=1e-3)
+            expected = postprocess(model(images.float()), sizes, sizes, cfg, model.box_coder)
+        boxes, scores, labels, counts = session.run(None, {
+            "images": images.float().numpy(), "image_sizes": sizes.numpy(),
+            "score_threshold": np.array(cfg.score_threshold, np.float32),
+        })
+        for index, want in enumerate(expected):
+            count = counts[index]
+            assert 0 < count == len(want["scores"]) <= cfg.max_detections
+            np.testing.assert_array_equal(labels[index, :count], want["labels"].numpy())
+            np.testing.assert_allclose(scores[index, :count], want["scores"].numpy(), atol=1e-5)
+            np.testing.assert_allclose(boxes[index, :count], want["boxes"].numpy(), atol=1e-3)
 
 
 def _anchors(num: int) -> torch.Tensor:

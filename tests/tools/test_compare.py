@@ -89,8 +89,10 @@ def test_read_run_tolerates_torn_line_and_resumed_iterations(tmp_path):
 
 def test_moving_average_matches_loop():
     values = np.random.default_rng(0).random(37)
-    expected = [values[max(0, i - 4) : i + 1].mean() for i in range(values.size)]
+    expected = [values[max(0, i - 2) : i + 3].mean() for i in range(values.size)]  # centred
     np.testing.assert_allclose(moving_average(values, 5), expected)
+    expected_even = [values[max(0, i - 1) : i + 3].mean() for i in range(values.size)]
+    np.testing.assert_allclose(moving_average(values, 4), expected_even)
 
 
 def test_compare_cli_errors_are_one_line(tmp_path, capsys):

@@ -52,3 +52,14 @@ def test_report_cli_with_checkpoint_draws_validation_samples(tiny_run, tmp_path,
         assert f"report/{sample.name}" in text
         assert decode_image(str(sample)).shape[1:] == (96, 96)  # drawn on the original image
     assert "report.md" in capsys.readouterr().out
+    # Where the detector fails: the checkpoint's PR curves, confusion matrix and per-class table.
+    assert "## Where the detector fails" in text
+    for figure in ("pr_curves_val.png", "confusion_matrix_val.png"):
+        assert f"report/{figure}" in text
+        assert decode_image(str(run / "report" / figure)).shape[1] > 300
+    numbers = json.loads((run / "report" / "per_class_val.json").read_text())
+    assert set(numbers["classes"]) == set(tiny_run.meta.class_names)
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in text.splitlines() if line.startswith("| ")}
+    assert [cell.strip() for cell in rows["class"]][:3] == ["AP50", "AP", "TP"]
+    for name, entry in numbers["classes"].items():
+        assert int(rows[name][2]) == entry["tp"] and int(rows[name][4]) == entry["fn"]

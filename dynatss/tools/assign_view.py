@@ -1,0 +1,162 @@
+"""`dynatss assign`: show what ATSS and Dynamic ATSS assign on one of the user's own images.
+
+The trained detector predicts boxes for the image at the test scale; its ground truth comes from a
+small JSON file (``--annotations``), from a dataset (``--dataset``), or by default from the dataset
+the run was trained on. The assignment is the training code's, with the run's ``assign`` settings
+(plain ATSS is always shown beside it). Writes ``assign_STEM.png`` and ``assign_STEM.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from dynatss.assign.schedule import combination_weights
+from dynatss.atomic import atomic_write_text
+from dynatss.config import Config
+from dynatss.data.datasets import detect_format, list_splits, read_dataset
+from dynatss.data.records import DatasetMeta, ImageRecord
+from dynatss.errors import DynatssError
+from dynatss.tools.assign_plot import write_assignment_figure
+from dynatss.tools.assign_trace import (
+    AssignmentTrace,
+    most_changed_gts,
+    predicted_boxes,
+    trace_assignment,
+    trace_to_dict,
+)
+from dynatss.tools.images import pad_batch, read_image, resize_for_test
+
+DEFAULT_MAX_GTS = 4
+# Weights of a trained model: the end of training (matters only for the D_up / D_down schedules).
+TRAINED_PROGRESS = 1.0
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """The image's boxes to assign: [G, 4] xyxy original pixels and a class name per box."""
+
+    boxes: Tensor
+    class_names: list[str]
+
+
+@dataclass(frozen=True)
+class AssignView:
+    trace: AssignmentTrace
+    figure: Path
+    numbers: Path
+    table: str
+
+
+def dynamic_weights(cfg: Config) -> tuple[float, float]:
+    """(w_p, w_a) of the run's combined IoU; a run trained with plain ATSS is shown the paper's
+    combined IoU with its configured weights, so the comparison is still there."""
+    assign = cfg.assign if cfg.assign.mode != "atss" else dataclasses.replace(cfg.assign, mode="dynamic")
+    return combination_weights(assign, TRAINED_PROGRESS)
+
+
+def ground_truth_from_json(path: Path, image: Path) -> GroundTruth:
+    """``[{"box": [x1, y1, x2, y2], "class_name": "..."}, ...]`` (original pixels), or predict's
+    detections.json (the entry of ``image``)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise DynatssError(f"{path}: not a readable JSON file ({error})") from None
+    if isinstance(data, dict) and "images" in data:
+        entries = [e for e in data["images"] if Path(str(e.get("file", ""))).name == image.name]
+        if not entries:
+            raise DynatssError(f"{path}: no entry for {image.name}")
+        data = entries[0].get("detections", [])
+    try:
+        boxes = torch.tensor([[float(v) for v in obj["box"]] for obj in data], dtype=torch.float32).reshape(-1, 4)
+        names = [str(obj.get("class_name", "object")) for obj in data]
+    except (TypeError, KeyError, ValueError) as error:
+        raise DynatssError(f"{path}: expected a list of {{\"box\": [x1, y1, x2, y2], \"class_name\": ...}} "
+                           f"({error!r})") from None
+    if not ((boxes[:, 2:] > boxes[:, :2]).all()):
+        raise DynatssError(f"{path}: every box needs x2 > x1 and y2 > y1 (xyxy pixels)")
+    return GroundTruth(boxes, names)
+
+
+def ground_truth_from_dataset(root: Path, fmt: str | None, splits: list[str], image: Path) -> GroundTruth:
+    """The annotations of ``image`` in the dataset at ``root`` (found by path, else by file name)."""
+    fmt = fmt or detect_format(root)
+    for split in splits or list_splits(fmt, root):
+        dataset = read_dataset(fmt, root, split)
+        record = _find_record(dataset.records, image)
+        if record is not None:
+            return _from_record(record, dataset.meta)
+    raise DynatssError(f"{image}: not an image of the dataset {root} (splits {', '.join(splits) or 'all'})")
+
+
+def _find_record(records: list[ImageRecord], image: Path) -> ImageRecord | None:
+    resolved = image.resolve()
+    by_path = [r for r in records if Path(r.path).resolve() == resolved]
+    by_name = [r for r in records if Path(r.path).name == image.name]
+    return (by_path or by_name or [None])[0]
+
+
+def _from_record(record: ImageRecord, meta: DatasetMeta) -> GroundTruth:
+    kept = ~record.ignore  # crowd / difficult boxes are never assigned (they are ignore regions)
+    boxes = torch.from_numpy(record.boxes[kept]).float().reshape(-1, 4)
+    return GroundTruth(boxes, [meta.class_names[int(c)] for c in record.labels[kept]])
+
+
+def view_assignment(detector, cfg: Config, image_path: Path, truth: GroundTruth, out_dir: Path, *,
+                    gts: list[int] | None = None, max_gts: int = DEFAULT_MAX_GTS,
+                    device: str | torch.device = "cpu") -> AssignView:
+    """Run the detector on the image, trace both assignments, write the figure and the numbers."""
+    if len(truth.boxes) == 0:
+        raise DynatssError(f"{image_path}: no ground-truth boxes to assign")
+    if gts is not None and not all(0 <= g < len(truth.boxes) for g in gts):
+        raise DynatssError(f"--gts: indices must be in 0..{len(truth.boxes) - 1}, got {gts}")
+    original = read_image(image_path)
+    resized = resize_for_test(original, cfg.data)
+    batch = pad_batch([resized], size_divisibility=cfg.data.size_divisibility).to(device)  # [1, 3, H, W]
+    scale = (original.shape[-1] / resized.shape[-1], original.shape[-2] / resized.shape[-2])  # (x, y)
+    gt_input = truth.boxes / torch.tensor([scale[0], scale[1], scale[0], scale[1]])  # [G, 4] input pixels
+    with torch.no_grad():  # not inference_mode: the assigner caches anchor grids by version counter
+        outputs = detector.eval().to(device)(batch)
+        pred_boxes = predicted_boxes(outputs, detector.box_coder)[0].float()  # [A, 4]
+    pred_weight, anchor_weight = dynamic_weights(cfg)
+    trace = trace_assignment(outputs.anchors.float(), outputs.num_anchors_per_level, gt_input.to(device), pred_boxes,
+                             topk=cfg.assign.topk, pred_weight=pred_weight, anchor_weight=anchor_weight)
+    trace = _on_cpu(trace)
+    shown = gts if gts is not None else sorted(most_changed_gts(trace, max_gts))
+    stem = image_path.stem
+    title = (f"{image_path.name}: ATSS vs combined IoU ({pred_weight:g} PIoU + {anchor_weight:g} AIoU), "
+             f"top-{trace.topk} candidates per level")
+    figure = write_assignment_figure(trace, resized, shown, truth.class_names, out_dir / f"assign_{stem}.png",
+                                     strides=list(detector.strides), title=title)
+    document = {
+        "image": str(image_path), "input_size": list(resized.shape[-2:]), "scale_to_original": list(scale),
+        "topk": trace.topk, "pred_weight": pred_weight, "anchor_weight": anchor_weight, "shown_gts": shown,
+        "gts": trace_to_dict(trace, class_names=truth.class_names, scale=scale),
+    }
+    numbers = atomic_write_text(out_dir / f"assign_{stem}.json", json.dumps(document, indent=1) + "\n")
+    return AssignView(trace, figure, numbers, assignment_table(trace, truth.class_names))
+
+
+def _on_cpu(trace: AssignmentTrace) -> AssignmentTrace:
+    return dataclasses.replace(trace, **{f.name: getattr(trace, f.name).cpu() for f in dataclasses.fields(trace)
+                                         if isinstance(getattr(trace, f.name), Tensor)})
+
+
+def assignment_table(trace: AssignmentTrace, class_names: list[str]) -> str:
+    """Per GT: size, ATSS threshold and positives, combined threshold and positives, their mean PIoU."""
+    header = (f"{'GT':>3}  {'class':<12} {'w x h':>9}  {'ATSS thr':>8} {'pos':>3}  "
+              f"{'comb thr':>8} {'pos':>3}  {'PIoU pos':>8}")
+    lines = [header]
+    for g, box in enumerate(trace.gt_boxes.tolist()):
+        positive = trace.dynamic_positive[g]
+        piou = float(trace.pred_ious[g][positive].mean()) if positive.any() else float("nan")
+        size = f"{box[2] - box[0]:.0f}x{box[3] - box[1]:.0f}"
+        lines.append(f"{g:>3}  {class_names[g][:12]:<12} {size:>9}  {float(trace.atss_threshold[g]):>8.3f} "
+                     f"{int(trace.atss_positive[g].sum()):>3}  {float(trace.dynamic_threshold[g]):>8.3f} "
+                     f"{int(positive.sum()):>3}  {piou:>8.3f}")
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+"""The public API: Detector.from_checkpoint(...).predict(...) on every input type, and its Result."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.io import write_png
+
+from dynatss import Detector, Result
+from dynatss.engine.inference import load_detector
+from dynatss.errors import DynatssError
+from dynatss.tools.predict import detect
+
+
+def _image(height: int = 100, width: int = 150, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def detector(tiny_run) -> Detector:
+    return Detector.from_checkpoint(tiny_run.checkpoint, device="cpu", score_threshold=0.0)
+
+
+def _same(a: Result, b: Result) -> None:
+    torch.testing.assert_close(a.boxes, b.boxes)
+    torch.testing.assert_close(a.scores, b.scores)
+    assert torch.equal(a.labels, b.labels)
+
+
+def test_every_input_type_gives_the_same_detections(detector, tiny_run, tmp_path):
+    image = _image()
+    path = tmp_path / "a.png"
+    write_png(image, str(path))
+    array = image.permute(1, 2, 0).numpy()  # [H, W, 3] RGB
+    inputs = [str(path), Image.fromarray(array), array, image, image.float() / 255]
+    results = detector.predict(inputs)
+    assert isinstance(results, list) and len(results) == len(inputs)
+    model, cfg, _ = load_detector(tiny_run.checkpoint)
+    cfg.inference.score_threshold = 0.0
+    (expected,) = detect(model, [image], cfg, device="cpu")
+    assert len(expected["scores"]) > 0
+    for result in results:
+        assert (result.width, result.height) == (150, 100)
+        torch.testing.assert_close(result.boxes, expected["boxes"])
+        torch.testing.assert_close(result.scores, expected["scores"])
+    assert results[0].source == str(path) and results[1].source is None
+
+
+def test_single_input_gives_a_single_result_and_a_batch_tensor_a_list(detector):
+    images = torch.stack([_image(seed=1), _image(seed=2)])  # [2, 3, H, W]
+    single = detector.predict(images[0])
+    assert isinstance(single, Result)
+    batch = detector.predict(images, batch_size=1)
+    assert isinstance(batch, list) and len(batch) == 2
+    _same(batch[0], single)
+
+
+def test_result_fields_plot_and_dict(detector, tiny_run):
+    image = _image(120, 90, seed=3)
+    result = detector.predict(image)
+    count = len(result)
+    assert 0 < count <= tiny_run.config.inference.max_detections
+    assert result.boxes.shape == (count, 4) and result.scores.shape == (count,) and result.labels.shape == (count,)
+    assert (result.boxes[:, 2] <= 90).all() and (result.boxes[:, 3] <= 120).all() and (result.boxes >= 0).all()
+    assert (result.scores[:-1] >= result.scores[1:]).all()  # best first
+    assert result.class_names == [tiny_run.meta.class_names[label] for label in result.labels.tolist()]
+
+    document = json.loads(json.dumps(result.to_dict()))
+    assert (document["width"], document["height"], document["source"]) == (90, 120, None)
+    for row, box, label in zip(document["detections"], result.boxes.tolist(), result.labels.tolist()):
+        assert row["box"] == pytest.approx(box, abs=0.01)
+        assert row["category_id"] == tiny_run.meta.category_ids[label]
+        assert row["class_name"] == tiny_run.meta.class_names[label]
+
+    picture = result.plot()
+    assert isinstance(picture, Image.Image) and picture.size == (90, 120) and picture.mode == "RGB"
+    assert not np.array_equal(np.asarray(picture), image.permute(1, 2, 0).numpy())  # something was drawn
+    assert "image, 90x120" in repr(result)
+
+
+def test_score_threshold_per_call_and_per_detector(detector, tiny_run):
+    image = _image(seed=4)
+    assert len(detector.predict(image)) == tiny_run.config.inference.max_detections  # threshold 0
+    # The random head's class probabilities sit at its prior (0.01): a threshold of 0.5 keeps nothing.
+    assert len(detector.predict(image, score_threshold=0.5)) == 0
+    strict = Detector.from_checkpoint(tiny_run.checkpoint, device="cpu", score_threshold=0.5)
+    assert len(strict.predict(image)) == 0 and len(strict.predict(image, score_threshold=0.0)) > 0
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (np.zeros((10, 10, 3), np.float32), "must be uint8"),
+        (np.zeros((3, 10, 10), np.uint8), "HxWx3"),
+        (torch.zeros(5, 10, 10, dtype=torch.uint8), "3xHxW"),
+        (torch.full((3, 10, 10), 255.0), "0..1"),
+        (42, "cannot read a int"),
+    ],
+)
+def test_unreadable_inputs_are_one_line_errors(detector, bad, message):
+    with pytest.raises(DynatssError, match=message) as caught:
+        detector.predict(bad)
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_image_file_names_it(detector, tmp_path):
+    with pytest.raises(DynatssError, match="nope.jpg"):
+        detector.predict(tmp_path / "nope.jpg")
+
+
+def test_config_from_the_checkpoint_unless_given(tiny_run, tmp_path):
+    saved = Detector.from_checkpoint(tiny_run.checkpoint, device="cpu")
+    assert saved.config.data.test_min_size == tiny_run.config.data.test_min_size
+    assert saved.class_names == tiny_run.meta.class_names
+    capped = Detector.from_checkpoint(tiny_run.checkpoint, device="cpu", score_threshold=0.0,
+                                      overrides=["inference.max_detections=2"])
+    assert len(capped.predict(_image(seed=5))) == 2
+    config = tmp_path / "given.yaml"
+    config.write_text("model: {backbone: resnet18, fpn_channels: 32, head_channels: 64, head_convs: 1}\n"
+                      "data: {test_min_size: 64, max_size: 64, size_divisibility: 32}\n")
+    given = Detector.from_checkpoint(tiny_run.checkpoint, device="cpu", config=config)
+    assert given.config.data.test_min_size == 64
+    assert given.config.model.num_classes == len(tiny_run.meta.class_names)  # from the weights
+
+
+def test_evaluate_uses_the_checkpoint_config(tiny_run, tmp_path):
+    # The fixture's 3-image synthetic split as it was generated (else it is generated again, full size).
+    same_data = ["data.synthetic_train_images=1", "data.synthetic_val_images=3", "data.synthetic_image_size=96"]
+    detector = Detector.from_checkpoint(tiny_run.checkpoint, device="cpu", overrides=["data.num_workers=0", *same_data])
+    output = tmp_path / "dets.json"
+    result = detector.evaluate("val", output=output)
+    assert "AP" in result.metrics
+    assert len({d["image_id"] for d in json.loads(output.read_text())}) == 3
+    assert isinstance(json.loads(output.read_text()), list)
