@@ -5,9 +5,10 @@ pixels on the CPU: pre-processing (resize to the test scale, pad / batch), the n
 post-processing (score threshold, top-k, decoding, NMS, mapping boxes back). The three paths:
 
 - ``dynatss``: ``dynatss.tools.predict.detect``, what ``dynatss predict`` runs (inference mode);
-- ``dynatss_onnx``: the same weights exported by ``dynatss.model.export.export_onnx`` at the
-  padded test size, run by onnxruntime (all graph optimisations, ``--threads`` intra-op
-  threads); resizing, padding and mapping boxes back are done as docs/export.md tells a caller;
+- ``dynatss_onnx``: the same weights exported by ``dynatss.model.export.export_onnx`` (any batch
+  and size) and run by ``dynatss.api.backends.OnnxBackend``, what ``Detector`` runs for a .onnx
+  file (onnxruntime, all graph optimisations, ``--threads`` intra-op threads), its resizing,
+  padding and mapping back included;
 - ``tv_fcos``: torchvision's FCOS built by experiments/peers.py on the same backbone trunk, FPN,
   head depth and width, with torchvision's own transform (normalise, resize to the same test
   scale, batch) and post-processing, called as torchvision documents (float images in 0..1).
@@ -33,21 +34,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from benchmarks.common import BCCD_NUM_CLASSES, Stopwatch, Timings, machine_line, markdown_table, ratio
+from dynatss.api.backends import OnnxBackend
 from dynatss.config import Config, load_config
 from dynatss.data.datasets import read_dataset
+from dynatss.data.records import DatasetMeta
 from dynatss.data.transforms import load_image
 from dynatss.engine.inference import load_detector
 from dynatss.engine.precision import autocast_context
 from dynatss.model.build import build_detector
 from dynatss.model.detector import IMAGENET_MEAN, IMAGENET_STD, PIXEL_MAX
 from dynatss.model.export import export_onnx
-from dynatss.tools.images import pad_batch, resize_for_test
+from dynatss.tools.export import onnx_metadata
 from dynatss.tools.predict import detect
 from experiments.ablation import BASE_CONFIG, find_variants, variant_overrides
 from experiments.peers import build_peer
@@ -76,18 +78,14 @@ def load_images(cfg: Config, count: int) -> list[Tensor]:
     return [load_image(record.path) for record in split.records[:count]]
 
 
-def padded_test_size(image: Tensor, cfg: Config) -> tuple[int, int]:
-    """(H, W) of ``image`` resized to the test scale and padded to the size divisibility."""
-    padded = pad_batch([resize_for_test(image, cfg.data)], size_divisibility=cfg.data.size_divisibility)
-    return padded.shape[-2], padded.shape[-1]
-
-
-def ours(cfg: Config, weights: str | None, device: torch.device) -> nn.Module:
+def ours(cfg: Config, weights: str | None, device: torch.device) -> tuple[nn.Module, DatasetMeta]:
+    """Our detector in eval mode (trained weights, or ImageNet backbone + fresh heads) and its classes."""
     if weights:
-        model, _, _ = load_detector(weights, device)
-        return model
+        model, _, meta = load_detector(weights, device)
+        return model, meta
     torch.manual_seed(0)
-    return build_detector(cfg.model).to(device).eval()
+    meta = read_dataset(cfg.data.format, cfg.data.root, cfg.data.val_split).meta
+    return build_detector(cfg.model).to(device).eval(), meta
 
 
 def eager_detect(model: nn.Module, cfg: Config, device: torch.device) -> Detect:
@@ -100,37 +98,15 @@ def eager_detect(model: nn.Module, cfg: Config, device: torch.device) -> Detect:
     return run
 
 
-def onnx_detect(model: nn.Module, cfg: Config, size: tuple[int, int], threads: int, path: Path) -> tuple[Detect, bool]:
-    """onnxruntime on ``model`` exported at ``size``; True when the graph takes any batch size."""
-    import onnxruntime as ort
-
-    export_onnx(model, path, height=size[0], width=size[1], inference_cfg=cfg.inference)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
-    dynamic_batch = not isinstance(session.get_inputs()[0].shape[0], int)
+def onnx_detect(model: nn.Module, cfg: Config, meta: DatasetMeta, threads: int, path: Path) -> Detect:
+    """``model`` exported with its metadata and run by dynatss's ONNX backend (what Detector runs)."""
+    export_onnx(model, path, inference_cfg=cfg.inference, metadata=onnx_metadata(cfg, meta))
+    backend = OnnxBackend(path, device=torch.device("cpu"), threads=threads)
 
     def run(images: list[Tensor]) -> list[dict[str, Tensor]]:
-        resized = [resize_for_test(image, cfg.data) for image in images]
-        batch = torch.zeros((len(images), 3, *size), dtype=torch.float32)  # [B, 3, H, W] zero padding
-        for index, image in enumerate(resized):
-            batch[index, :, : image.shape[-2], : image.shape[-1]] = image
-        outputs = session.run(None, {input_name: batch.numpy()})
-        return [_to_original(outputs, resized, images)] if len(images) == 1 else [{} for _ in images]
+        return backend.detect(images, score_threshold=cfg.inference.score_threshold)
 
-    return run, dynamic_batch
-
-
-def _to_original(outputs: list[np.ndarray], resized: list[Tensor], images: list[Tensor]) -> dict[str, Tensor]:
-    """Batch-1 graph outputs (boxes in resized pixels) -> detections in original pixels."""
-    boxes, scores, labels = (torch.from_numpy(array) for array in outputs[:3])
-    ratio_h = images[0].shape[-2] / resized[0].shape[-2]
-    ratio_w = images[0].shape[-1] / resized[0].shape[-1]
-    return {"boxes": boxes * torch.tensor([ratio_w, ratio_h, ratio_w, ratio_h]), "scores": scores, "labels": labels}
+    return run
 
 
 def peer(cfg: Config, weights: str | None, device: torch.device) -> nn.Module:
@@ -197,7 +173,7 @@ def report(rows: list[Row], device: torch.device) -> str:
             peer_rate = row.batch / baseline.timings.median(clock) if baseline else float("nan")
             cells += [f"{row.batch / seconds:.2f}", ratio(row.batch / seconds, peer_rate),
                       f"{1000 * seconds / row.batch:.1f}"]
-        cells.append(f"{row.detections / row.images:.1f}" if row.batch == 1 or row.name != ONNX else "-")
+        cells.append(f"{row.detections / row.images:.1f}")
         table.append(cells)
     return markdown_table(header, table)
 
@@ -226,16 +202,14 @@ def build_rows(args: argparse.Namespace, cfg: Config, images: list[Tensor], devi
                workdir: Path) -> list[Row]:
     paths = [name.strip() for name in args.paths.split(",")]
     rows = []
-    model = ours(cfg, args.weights, device)
+    model, meta = ours(cfg, args.weights, device)
     if OURS in paths:
         rows += [Row(OURS, batch, eager_detect(model, cfg, device)) for batch in args.batch]
-    if ONNX in paths:
-        run, dynamic_batch = onnx_detect(model.cpu(), cfg, padded_test_size(images[0], cfg), args.threads,
-                                         workdir / "model.onnx")
-        model.to(device)
-        rows += [Row(ONNX, batch, run) for batch in args.batch if batch == 1 or dynamic_batch]
-        if not dynamic_batch and any(batch > 1 for batch in args.batch):
-            print("dynatss_onnx: the export takes batch 1 only; its batch > 1 rows are left out", file=sys.stderr)
+    if ONNX in paths and device.type == "cpu":
+        run = onnx_detect(model, cfg, meta, args.threads, workdir / "model.onnx")
+        rows += [Row(ONNX, batch, run) for batch in args.batch]
+    elif ONNX in paths:
+        print(f"{ONNX}: onnxruntime runs on the CPU here; left out with --device {device.type}", file=sys.stderr)
     if PEER in paths:
         rows += [Row(PEER, batch, peer_detect(peer(cfg, args.peer_weights, device), cfg, device))
                  for batch in args.batch]
