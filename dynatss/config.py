@@ -32,6 +32,12 @@ class ModelConfig:
     # Stem + first stage frozen, BatchNorm frozen: the usual detection fine-tuning set-up.
     frozen_stages: int = 1
     frozen_batchnorm: bool = True
+    # Modulated deformable convs (DCNv2; paper Table IV "-DCN" rows; docs/dcn.md). dcn_levels: the
+    # ResNet/ResNeXt stages, named by the level they output (3, 4, 5 = C3-C5 = layer2-4), whose 3x3
+    # convs become deformable, keeping their ImageNet weights ([] = none; ATSS's DCN: [3, 4, 5]).
+    # head_dcn: the last conv of the ATSS head's classification and regression towers is deformable.
+    dcn_levels: list[int] = field(default_factory=list)
+    head_dcn: bool = False
     fpn_channels: int = 256
     # Pyramid levels P3..P7 as ATSS; P6/P7 are computed from P5.
     min_level: int = 3
@@ -128,6 +134,11 @@ class DataConfig:
     test_min_size: int = 800
     hflip_prob: float = 0.5
     color_jitter: bool = False
+    # Training only: a random crop_size x crop_size window of each resized image (null: none). For
+    # large photos of small objects: train at a scale where they are big enough without paying for
+    # the whole image; evaluation sees the whole resized image. Objects mostly outside a crop
+    # become ignore regions (dynatss.data.transforms.CROP_MIN_VISIBLE).
+    crop_size: int | None = None
     size_divisibility: int = 128
     group_by_aspect_ratio: bool = True
     num_workers: int = 2

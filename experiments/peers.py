@@ -33,7 +33,7 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.fcos import FCOSHead
 from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
-from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
+from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelP6P7
 
 from dynatss.config import Config, ModelConfig, config_to_dict, load_config, save_config
 from dynatss.data.batch import Batch
@@ -81,9 +81,10 @@ class ResizedInputTransform(GeneralizedRCNNTransform):
 
 
 def build_backbone_fpn(cfg: ModelConfig) -> BackboneWithFPN:
-    """Our backbone trunk (weights, frozen stages, frozen BN) under torchvision's FPN, P{min}..P5."""
-    if cfg.max_level != 5:
-        raise DynatssError(f"peers use P{cfg.min_level}-P5 only; set model.max_level=5 (got {cfg.max_level})")
+    """Our backbone trunk (weights, frozen stages, frozen BN) under torchvision's FPN, P{min}..P5, and
+    P6-P7 from the P5 output (torchvision's LastLevelP6P7, as our neck) when ``max_level`` is 7."""
+    if cfg.max_level not in (5, 7):
+        raise DynatssError(f"peers use P{cfg.min_level}-P5 or P{cfg.min_level}-P7; got model.max_level={cfg.max_level}")
     levels = tuple(range(cfg.min_level, 6))
     backbone = Backbone(
         name=cfg.backbone, pretrained=cfg.pretrained, frozen_stages=cfg.frozen_stages,
@@ -91,9 +92,8 @@ def build_backbone_fpn(cfg: ModelConfig) -> BackboneWithFPN:
     )
     taps = SPECS[cfg.backbone].taps
     return_layers = {taps[level - 3]: f"c{level}" for level in levels}
-    return BackboneWithFPN(
-        backbone.body, return_layers, backbone.out_channels, cfg.fpn_channels, extra_blocks=NoExtraLevels()
-    )
+    extra = LastLevelP6P7(cfg.fpn_channels, cfg.fpn_channels) if cfg.max_level == 7 else NoExtraLevels()
+    return BackboneWithFPN(backbone.body, return_layers, backbone.out_channels, cfg.fpn_channels, extra_blocks=extra)
 
 
 def _head_depth(sequential: nn.Sequential, num_convs: int) -> nn.Sequential:
@@ -105,7 +105,7 @@ def build_peer(name: str, cfg: Config) -> nn.Module:
     """torchvision FCOS or RetinaNet on our MobileNetV2-FPN; labels are our contiguous 0..C-1."""
     model_cfg, inference = cfg.model, cfg.inference
     backbone = build_backbone_fpn(model_cfg)
-    strides = [2**level for level in range(model_cfg.min_level, 6)]
+    strides = [2**level for level in range(model_cfg.min_level, model_cfg.max_level + 1)]
     common = dict(
         num_classes=model_cfg.num_classes, min_size=cfg.data.test_min_size, max_size=cfg.data.max_size,
         score_thresh=inference.score_threshold, nms_thresh=inference.nms_threshold,
@@ -183,11 +183,13 @@ def _step(model, optimizer, scheduler, batch: Batch, cfg: Config, iteration: int
         raise DynatssError(f"loss is {float(total)} at iteration {iteration + 1}; stopped (try a lower solver.base_lr)")
     optimizer.zero_grad(set_to_none=True)
     total.backward()
-    if cfg.solver.clip_grad_norm is not None:
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.solver.clip_grad_norm)
+    # As the engine: the norm is logged on every run, clipped to solver.clip_grad_norm when set.
+    max_norm = cfg.solver.clip_grad_norm if cfg.solver.clip_grad_norm is not None else math.inf
+    grad_norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
     optimizer.step()
     scheduler.step()
-    return {"loss": float(total), **{LOSS_KEYS.get(k, k): float(v) for k, v in losses.items()}}
+    return {"loss": float(total), "grad_norm": float(grad_norm),
+            **{LOSS_KEYS.get(k, k): float(v) for k, v in losses.items()}}
 
 
 def train_peer(name: str, cfg: Config) -> EvalResult:

@@ -8,7 +8,6 @@ so the two agree up to float rounding (tests/api/test_onnx_backend.py).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -40,11 +39,11 @@ class TorchBackend:
         self.config = config
         self.device = device
 
-    def detect(self, images: list[Tensor], *, score_threshold: float) -> list[Detections]:
+    def detect(self, images: list[Tensor]) -> list[Detections]:
+        """Detections of the configured inference rule (``inference.score_threshold`` on candidates)."""
         from dynatss.tools.predict import detect
 
-        inference = dataclasses.replace(self.config.inference, score_threshold=score_threshold)
-        return detect(self.model, images, dataclasses.replace(self.config, inference=inference), device=self.device)
+        return detect(self.model, images, self.config, device=self.device)
 
 
 def input_spec(data: DataConfig) -> dict[str, Any]:
@@ -108,7 +107,8 @@ class OnnxBackend:
                 f"{self.path}: not exported by dynatss export (metadata lacks {error}); export it again"
             ) from None
 
-    def detect(self, images: list[Tensor], *, score_threshold: float) -> list[Detections]:
+    def detect(self, images: list[Tensor]) -> list[Detections]:
+        """Detections of the exported inference rule (its candidate threshold from the metadata)."""
         resized = [resize_for_test(image, self.data) for image in images]
         batch = pad_batch(resized, size_divisibility=self.data.size_divisibility)  # [B, 3, H, W]
         image_sizes = torch.tensor([image.shape[-2:] for image in resized])  # [B, 2] (h, w)
@@ -116,7 +116,7 @@ class OnnxBackend:
         boxes, scores, labels, counts = self.session.run(None, {
             "images": batch.float().numpy(),
             "image_sizes": image_sizes.numpy(),
-            "score_threshold": np.array(score_threshold, dtype=np.float32),
+            "score_threshold": np.array(self.default_threshold, dtype=np.float32),
         })
         # Back to original pixels exactly as dynatss.model.postprocess does it.
         ratios = original_sizes.float() / image_sizes.float()  # [B, 2] (h, w)

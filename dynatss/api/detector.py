@@ -114,8 +114,10 @@ class Detector:
 
         Inputs: file paths, PIL images, numpy ``[H, W, 3]`` uint8 RGB arrays, torch ``[3, H, W]``
         tensors (uint8, or float in 0..1), or a ``[B, 3, H, W]`` tensor. One input gives one
-        :class:`Result`, a list (or a batched tensor) a list. ``score_threshold`` defaults to the
-        detector's (0.3 unless set in :meth:`from_checkpoint`).
+        :class:`Result`, a list (or a batched tensor) a list. Detections scoring below
+        ``score_threshold`` are left out; it defaults to the detector's (0.3 unless set in
+        :meth:`from_checkpoint`). It applies to the final score (class x quality, the score shown),
+        after the model's own inference rule (``inference.score_threshold`` on the candidates).
         """
         if batch_size < 1:
             raise DynatssError(f"batch_size must be >= 1, got {batch_size}")
@@ -124,11 +126,11 @@ class Detector:
         results: list[Result] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            found = self.backend.detect([image for image, _ in chunk], score_threshold=threshold)
-            results.extend(
-                Result(d["boxes"], d["scores"], d["labels"], image, source, self.meta)
-                for (image, source), d in zip(chunk, found)
-            )
+            found = self.backend.detect([image for image, _ in chunk])
+            for (image, source), detections in zip(chunk, found):
+                shown = detections["scores"] >= threshold  # [N]
+                results.append(Result(detections["boxes"][shown], detections["scores"][shown],
+                                      detections["labels"][shown], image, source, self.meta))
         return results if is_batch(inputs) else results[0]
 
     def predict_video(

@@ -23,7 +23,7 @@ from torchvision.transforms import v2
 from dynatss.config import DataConfig
 from dynatss.data.batch import Batch
 from dynatss.data.records import ImageRecord
-from dynatss.data.transforms import build_transforms, load_image, transform_sample
+from dynatss.data.transforms import build_transforms, load_image, random_crop, transform_sample
 from dynatss.errors import DynatssError
 
 _SEED_MIX = 1_000_003  # primes mixing (seed, epoch, index) into one per-image transform seed
@@ -56,9 +56,10 @@ class DetectionDataset(Dataset):
     results do not depend on which worker draws the image.
     """
 
-    def __init__(self, records: list[ImageRecord], transform: v2.Transform) -> None:
+    def __init__(self, records: list[ImageRecord], transform: v2.Transform, *, crop_size: int | None = None) -> None:
         self.records = records
         self.transform = transform
+        self.crop_size = crop_size
 
     def __len__(self) -> int:
         return len(self.records)
@@ -76,6 +77,7 @@ class DetectionDataset(Dataset):
                 f"was {record.width}x{record.height} when the dataset was read"
             )
         boxes = torch.from_numpy(record.boxes).reshape(-1, 4)
+        labels, ignore = torch.from_numpy(record.labels), torch.from_numpy(record.ignore)
         if seed is None:
             image, boxes = transform_sample(self.transform, image, boxes)
         else:  # v2 transforms draw from the global CPU generator: seed it, then restore it
@@ -83,13 +85,16 @@ class DetectionDataset(Dataset):
             try:
                 torch.default_generator.manual_seed(seed)
                 image, boxes = transform_sample(self.transform, image, boxes)
+                if self.crop_size is not None:
+                    image, boxes, kept, ignore = random_crop(image, boxes, ignore, self.crop_size)
+                    labels = labels[kept]
             finally:
                 torch.set_rng_state(state)
         return Sample(
             image=image,
             boxes=boxes.float(),
-            labels=torch.from_numpy(record.labels),
-            ignore=torch.from_numpy(record.ignore),
+            labels=labels,
+            ignore=ignore,
             original_size=(record.height, record.width),
             image_id=record.image_id,
         )
@@ -217,7 +222,7 @@ def build_train_loader(
         groups, batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, start_iter=start_iter
     )
     loader = DataLoader(
-        DetectionDataset(records, build_transforms(data_cfg, train=True)),
+        DetectionDataset(records, build_transforms(data_cfg, train=True), crop_size=data_cfg.crop_size),
         batch_sampler=batches,
         num_workers=data_cfg.num_workers,
         collate_fn=_Collate(data_cfg.size_divisibility),

@@ -20,6 +20,9 @@ from torchvision.transforms import v2
 from dynatss.config import DataConfig
 from dynatss.errors import DynatssError
 
+# Objects less than this fraction inside a training crop (data.crop_size) become ignore regions:
+# neither positives nor negatives, so a sliver of a car at the crop border teaches nothing wrong.
+CROP_MIN_VISIBLE = 0.5
 # Mild photometric jitter when data_cfg.color_jitter is on (off by default, as ATSS).
 _JITTER = {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.02}
 
@@ -58,3 +61,26 @@ def transform_sample(transform: v2.Transform, image: Tensor, boxes_xyxy: Tensor)
     )
     out_image, out_boxes = transform(tv_tensors.Image(image), boxes)
     return out_image.as_subclass(torch.Tensor), out_boxes.as_subclass(torch.Tensor)
+
+
+def random_crop(image: Tensor, boxes_xyxy: Tensor, ignore: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """A ``size`` x ``size`` window at a random place (torch's global generator) of a training image.
+
+    image [3, H, W]; boxes [N, 4] xyxy pixels; ignore [N] bool. A side shorter than ``size`` is kept
+    whole. Returns the cropped image, the boxes that overlap it (shifted and clipped to it), the
+    mask [N] of those boxes among the inputs, and their ignore flags, set for boxes less than
+    CROP_MIN_VISIBLE inside the window.
+    """
+    height, width = image.shape[-2:]
+    top = int(torch.randint(0, max(height - size, 0) + 1, ()))
+    left = int(torch.randint(0, max(width - size, 0) + 1, ()))
+    image = image[:, top : top + size, left : left + size]
+    crop_h, crop_w = image.shape[-2:]
+    shifted = boxes_xyxy - boxes_xyxy.new_tensor([left, top, left, top])  # [N, 4]
+    limits = shifted.new_tensor([crop_w, crop_h, crop_w, crop_h])
+    clipped = torch.minimum(shifted.clamp(min=0), limits)  # [N, 4]
+    area = (shifted[:, 2:] - shifted[:, :2]).clamp(min=0).prod(dim=1)  # [N]
+    visible_area = (clipped[:, 2:] - clipped[:, :2]).clamp(min=0).prod(dim=1)  # [N]
+    inside = visible_area > 0
+    partly = visible_area < CROP_MIN_VISIBLE * area
+    return image, clipped[inside], inside, (ignore | partly)[inside]

@@ -4,6 +4,9 @@ Stages are counted as in mmdetection's ``frozen_stages``: stage 0 is the stem, s
 four resolution stages (ResNet layer1-4; MobileNetV2 blocks grouped by output stride 4/8/16/32).
 ``frozen_stages = k`` freezes the stem and stages 1..k (0 freezes nothing); the default 1 is the
 usual detection fine-tuning set-up (stem + res2 frozen) together with frozen BatchNorm.
+``dcn_levels`` names the ResNet/ResNeXt stages, by the level of the map they output (3, 4, 5 =
+layer2-4 = C3-C5, Detectron's res3-res5), whose 3x3 convs become modulated deformable convs
+(dynatss/model/dcn.py) carrying the loaded weights: the paper's "-DCN" backbones use (3, 4, 5).
 With ``frozen_batchnorm=False`` the BatchNorm layers are ordinary ones: their running statistics
 keep updating in training mode, also inside frozen stages (only parameters are frozen).
 """
@@ -19,6 +22,7 @@ from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from dynatss.errors import DynatssError
+from dynatss.model.dcn import make_deformable
 from dynatss.model.weights import load_imagenet_state_dict, load_state_dict_file
 
 
@@ -82,6 +86,24 @@ def _load_weights(classifier: nn.Module, name: str, pretrained: str | None) -> N
         raise DynatssError(f"{source}: does not fit {name} ({first})") from None
 
 
+def _check_dcn_levels(name: str, dcn_levels: tuple[int, ...], frozen_stages: int) -> None:
+    if not dcn_levels:
+        return
+    if SPECS[name].taps != _RESNET_TAPS:
+        raise DynatssError(f"model.dcn_levels needs a ResNet/ResNeXt backbone, got model.backbone={name}")
+    if len(set(dcn_levels)) != len(dcn_levels) or any(level not in BACKBONE_LEVELS for level in dcn_levels):
+        raise DynatssError(
+            f"model.dcn_levels must be distinct levels out of {list(BACKBONE_LEVELS)}, got {list(dcn_levels)}"
+        )
+    # Level l is stage l - 1 (layer{l-1}); in a frozen stage the zero offsets would never train.
+    frozen = [level for level in dcn_levels if level - 1 <= frozen_stages]
+    if frozen:
+        raise DynatssError(
+            f"model.dcn_levels {frozen} lie in stages frozen by model.frozen_stages={frozen_stages}: "
+            "their offsets would never train"
+        )
+
+
 class Backbone(nn.Module):
     """A torchvision classifier trunk returning an OrderedDict {"c3", "c4", "c5"} (subset by
     ``levels``) of feature maps at strides 8, 16, 32; inputs are ImageNet-normalised images."""
@@ -94,6 +116,7 @@ class Backbone(nn.Module):
         frozen_stages: int = 1,
         frozen_batchnorm: bool = True,
         levels: tuple[int, ...] = BACKBONE_LEVELS,
+        dcn_levels: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         if name not in SPECS:
@@ -105,9 +128,12 @@ class Backbone(nn.Module):
             )
         if not levels or any(level not in BACKBONE_LEVELS for level in levels):
             raise DynatssError(f"backbone levels must be a subset of {BACKBONE_LEVELS}, got {levels}")
+        _check_dcn_levels(name, dcn_levels, frozen_stages)
         norm_layer = FrozenBatchNorm2d if frozen_batchnorm else nn.BatchNorm2d
         classifier = getattr(models, name)(weights=None, norm_layer=norm_layer)
         _load_weights(classifier, name, pretrained)
+        for level in dcn_levels:  # after loading: the deformable convs keep the loaded weights
+            make_deformable(getattr(classifier, _RESNET_TAPS[level - 3]))
         trunk = getattr(classifier, spec.trunk) if spec.trunk else classifier
         return_layers = {spec.taps[level - 3]: f"c{level}" for level in levels}
         self.body = IntermediateLayerGetter(trunk, return_layers=return_layers)

@@ -38,6 +38,10 @@ def _check(cfg: ModelConfig) -> None:
         raise DynatssError("model.anchor_scales and model.anchor_ratios must be positive")
     if len(cfg.box_weights) != 4:
         raise DynatssError(f"model.box_weights needs 4 numbers, got {cfg.box_weights}")
+    if cfg.head_dcn and cfg.head != "atss":
+        raise DynatssError(f"model.head_dcn is for the ATSS head (model.head=atss), got model.head={cfg.head}")
+    if cfg.head_dcn and cfg.head_convs < 1:
+        raise DynatssError("model.head_dcn needs a tower to make deformable: model.head_convs must be >= 1")
 
 
 def build_detector(cfg: ModelConfig) -> DetectionModel:
@@ -53,6 +57,7 @@ def build_detector(cfg: ModelConfig) -> DetectionModel:
         frozen_stages=cfg.frozen_stages,
         frozen_batchnorm=cfg.frozen_batchnorm,
         levels=tuple(range(cfg.min_level, 6)),
+        dcn_levels=tuple(cfg.dcn_levels),
     )
     # The same function and state dict, fewer passes over the activations (model/folded_bn.py).
     fold_frozen_batchnorm(backbone)
@@ -77,6 +82,7 @@ def build_detector(cfg: ModelConfig) -> DetectionModel:
         channels=cfg.head_channels,
         prior_prob=cfg.prior_prob,
         quality=cfg.quality,
+        deformable_tower=cfg.head_dcn,
     )
     return DetectionModel(
         backbone=backbone, neck=neck, head=head, anchor_generator=anchor_generator, box_coder=box_coder

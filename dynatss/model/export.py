@@ -26,11 +26,13 @@ from torchvision.ops import nms
 from dynatss.atomic import atomic_path
 from dynatss.config import InferenceConfig
 from dynatss.errors import DynatssError
+from dynatss.model.dcn import onnx_opset_for
 from dynatss.model.detector import DetectionModel
 from dynatss.model.head_outputs import as_head_outputs
 from dynatss.model.postprocess import clip_boxes, select_candidates
 
-# ONNX opset: 11+ has NonMaxSuppression; 17 is widely supported by runtimes.
+# ONNX opset: 11+ has NonMaxSuppression; 17 is widely supported by runtimes. Models with
+# deformable convs (model.dcn_levels, model.head_dcn) need 19, the first with DeformConv.
 OPSET = 17
 INPUT_NAMES = ["images", "image_sizes", "score_threshold"]
 OUTPUT_NAMES = ["boxes", "scores", "labels", "num_detections"]
@@ -148,7 +150,7 @@ def export_onnx(
                 warnings.simplefilter("ignore")  # deprecation and tracer warnings
                 torch.onnx.export(
                     wrapper, example, str(temporary), input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
-                    dynamic_axes=DYNAMIC_AXES, opset_version=OPSET, dynamo=False,
+                    dynamic_axes=DYNAMIC_AXES, opset_version=onnx_opset_for(model, OPSET), dynamo=False,
                 )
             _write_metadata(temporary, metadata or {}, onnx)
     finally:

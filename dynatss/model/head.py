@@ -5,6 +5,8 @@ from the classification tower; box deltas and one quality logit per anchor from 
 tower. The quality branch is the same conv for both variants; ``quality`` only names what the
 loss trains it to predict: "centerness" (ATSS) or "iou" (the paper, the PIoU of the decoded box).
 Box deltas are multiplied by a learnable scale per level (init 1.0), as ATSS/FCOS do.
+With ``deformable_tower`` the last conv of each tower is a modulated deformable conv
+(dynatss/model/dcn.py), as in ATSS's DCN setting (paper Table IV "-DCN" rows).
 """
 
 from __future__ import annotations
@@ -14,16 +16,23 @@ import math
 import torch
 from torch import Tensor, nn
 
+from dynatss.model.dcn import ModulatedDeformConv2d
+
 GROUP_NORM_GROUPS = 32
 # Conv weights ~ N(0, 0.01), biases 0 (RetinaNet / ATSS head initialisation).
 INIT_STD = 0.01
 
 
-def _tower(in_channels: int, channels: int, num_convs: int) -> nn.Sequential:
+def _tower(in_channels: int, channels: int, num_convs: int, deformable_last: bool = False) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(num_convs):
+        conv_in = in_channels if i == 0 else channels
+        if deformable_last and i == num_convs - 1:
+            conv: nn.Conv2d = ModulatedDeformConv2d(in_channels=conv_in, out_channels=channels)
+        else:
+            conv = nn.Conv2d(conv_in, channels, 3, padding=1)
         layers += [
-            nn.Conv2d(in_channels if i == 0 else channels, channels, 3, padding=1),
+            conv,
             nn.GroupNorm(GROUP_NORM_GROUPS, channels),
             nn.ReLU(inplace=True),
         ]
@@ -50,6 +59,7 @@ class ATSSHead(nn.Module):
         channels: int = 256,
         prior_prob: float = 0.01,
         quality: str = "iou",
+        deformable_tower: bool = False,
     ) -> None:
         super().__init__()
         if quality not in ("centerness", "iou"):
@@ -58,8 +68,8 @@ class ATSSHead(nn.Module):
         self.num_anchors = num_anchors
         self.quality = quality
         tower_channels = channels if num_convs > 0 else in_channels
-        self.cls_tower = _tower(in_channels, channels, num_convs)
-        self.reg_tower = _tower(in_channels, channels, num_convs)
+        self.cls_tower = _tower(in_channels, channels, num_convs, deformable_tower)
+        self.reg_tower = _tower(in_channels, channels, num_convs, deformable_tower)
         self.cls_logits = nn.Conv2d(tower_channels, num_anchors * num_classes, 3, padding=1)
         self.box_deltas = nn.Conv2d(tower_channels, num_anchors * 4, 3, padding=1)
         # One logit per anchor; ``self.quality`` records what the loss trains it to predict.

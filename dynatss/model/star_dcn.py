@@ -7,9 +7,10 @@ an initial box (l, t, r, b) around the location (x, y): the centre (x, y), the f
 (y + (ky - 1) s, x + (kx - 1) s) for feature stride s, so its offset is the star point minus that,
 in units of s; torchvision's layout is (dy, dx) per kernel point, kernel points row-major.
 
-The convolution itself is torchvision.ops.deform_conv2d. ONNX has no opset-17 operator for it,
-so while exporting the same sampling is written with grid_sample (bilinear, zero outside the map,
-exactly DCN's interpolation) and a matrix product; a test checks that both agree.
+The convolution itself is torchvision.ops.deform_conv2d on a GPU. On a CPU (where torchvision's
+backward is slow) and while exporting to ONNX (no opset-17 operator) the same sampling is written
+with grid_sample (bilinear, zero outside the map, exactly DCN's interpolation) and a matrix
+product; a test checks that both agree.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ class StarDeformConv(nn.Module):
     def forward(self, features: Tensor, offsets: Tensor) -> Tensor:
         """features [B, C_in, h, w], offsets [B, 18, h, w] (:func:`star_offsets`) -> [B, C_out, h, w]."""
         weight = self.weight.to(features.dtype)
-        if torch.onnx.is_in_onnx_export():
+        # ONNX has no opset-17 DeformConv; on a CPU torchvision's deform_conv2d backward is several
+        # times slower than the same sampling written with grid_sample (docs/dcn.md).
+        if torch.onnx.is_in_onnx_export() or features.device.type == "cpu":
             return deform_conv_by_sampling(features, offsets.to(features.dtype), weight)
         return deform_conv2d(features, offsets.to(features.dtype), weight, padding=KERNEL_SIZE // 2)

@@ -190,7 +190,6 @@ def _draw_samples(checkpoint: Path, assets: Path, *, num_images: int, device: st
     from dynatss.tools.predict import detect
 
     detector, cfg, meta = load_detector(checkpoint, device=device)
-    cfg.inference.score_threshold = SAMPLE_SCORE_THRESHOLD
     records = load_split(cfg.data, cfg.data.val_split).records
     if not records:
         raise DynatssError(f"{cfg.data.root}: the '{cfg.data.val_split}' split has no images")
@@ -200,8 +199,9 @@ def _draw_samples(checkpoint: Path, assets: Path, *, num_images: int, device: st
     for index, record in enumerate(chosen):
         image = read_image(record.path)
         (result,) = detect(detector, [image], cfg, device=device)
-        drawn = draw_detections(image, result["boxes"], result["labels"], result["scores"], meta.class_names,
-                                ground_truth=torch.from_numpy(record.boxes))
+        shown = result["scores"] >= SAMPLE_SCORE_THRESHOLD  # on the final score, as predict
+        drawn = draw_detections(image, result["boxes"][shown], result["labels"][shown], result["scores"][shown],
+                                meta.class_names, ground_truth=torch.from_numpy(record.boxes))
         path = atomic_write_bytes(assets / f"sample_{index:02d}.png", encode_image(drawn, ".png"))
         written.append((path, record.path))
     return written

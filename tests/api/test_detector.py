@@ -40,7 +40,6 @@ def test_every_input_type_gives_the_same_detections(detector, tiny_run, tmp_path
     results = detector.predict(inputs)
     assert isinstance(results, list) and len(results) == len(inputs)
     model, cfg, _ = load_detector(tiny_run.checkpoint)
-    cfg.inference.score_threshold = 0.0
     (expected,) = detect(model, [image], cfg, device="cpu")
     assert len(expected["scores"]) > 0
     for result in results:

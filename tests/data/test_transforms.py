@@ -75,3 +75,46 @@ def test_exif_orientation_is_applied_to_size_and_pixels(tmp_path):
     assert tuple(decoded.shape) == (3, 40, 30)
     # Rotated clockwise, the white left half is now the top half.
     assert decoded[:, :18].float().mean() > 200 and decoded[:, 22:].float().mean() < 50
+
+
+def test_random_crop_shifts_clips_and_ignores_boxes_mostly_outside():
+    """data.crop_size: boxes follow the window; those less than half inside become ignore regions."""
+    from dynatss.data.transforms import CROP_MIN_VISIBLE, random_crop
+
+    height, width, size = 120, 200, 100
+    rows = torch.arange(height).view(-1, 1).expand(height, width)
+    cols = torch.arange(width).view(1, -1).expand(height, width)
+    image = torch.stack((rows, cols, rows)).to(torch.uint8)  # the pixel says where it was
+    boxes = torch.tensor([[10.0, 10.0, 30.0, 30.0], [0.0, 0.0, 200.0, 120.0], [150.0, 50.0, 199.0, 119.0],
+                          [90.0, 90.0, 110.0, 118.0]])
+    ignore = torch.tensor([False, False, False, True])
+    seen_partial = seen_dropped = False
+    for seed in range(30):
+        torch.manual_seed(seed)
+        crop, kept_boxes, kept, kept_ignore = random_crop(image, boxes, ignore, size)
+        assert crop.shape == (3, 100, 100)
+        top, left = int(crop[0, 0, 0]), int(crop[1, 0, 0])
+        expected_boxes, expected_ignore, expected_kept = [], [], []
+        for box, flag in zip(boxes.tolist(), ignore.tolist()):
+            x0, y0, x1, y1 = box[0] - left, box[1] - top, box[2] - left, box[3] - top
+            cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, size), min(y1, size)
+            visible = max(cx1 - cx0, 0) * max(cy1 - cy0, 0)
+            expected_kept.append(visible > 0)
+            if visible > 0:
+                expected_boxes.append([cx0, cy0, cx1, cy1])
+                partial = visible < CROP_MIN_VISIBLE * (x1 - x0) * (y1 - y0)
+                expected_ignore.append(flag or partial)
+                seen_partial |= partial
+        seen_dropped |= not all(expected_kept)
+        assert kept.tolist() == expected_kept
+        torch.testing.assert_close(kept_boxes, torch.tensor(expected_boxes).reshape(-1, 4))
+        assert kept_ignore.tolist() == expected_ignore
+    assert seen_partial and seen_dropped  # both cases really happened
+
+
+def test_random_crop_keeps_a_side_shorter_than_the_window():
+    from dynatss.data.transforms import random_crop
+
+    image = torch.zeros(3, 50, 300, dtype=torch.uint8)
+    crop, boxes, kept, _ = random_crop(image, torch.tensor([[0.0, 0.0, 300.0, 50.0]]), torch.tensor([False]), 100)
+    assert crop.shape == (3, 50, 100) and kept.tolist() == [True] and boxes[0, [1, 3]].tolist() == [0.0, 50.0]

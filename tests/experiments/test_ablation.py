@@ -11,18 +11,16 @@ import pytest
 
 from dynatss.config import load_config
 from dynatss.errors import DynatssError
-from experiments import ablation
+from experiments import results_doc
 from experiments.ablation import (
     BASE_CONFIG,
-    VARIANTS,
-    Row,
-    collect,
-    find_variants,
-    render_table,
+    dataset_overrides,
     run_command,
+    run_grid,
     variant_overrides,
-    write_results,
 )
+from experiments.results_doc import Row, collect, render_table, write_results
+from experiments.variants import VARIANTS, find_variants
 
 COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -44,15 +42,22 @@ def _fake_run(run_dir: Path, *, ap: float | None, max_iter: int, wall_s: float =
     (run_dir / "run.json").write_text(json.dumps(info))
 
 
+@pytest.mark.parametrize("dataset", ["bccd", "aquarium", "aerial_cars"])
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
-def test_every_variant_loads_a_valid_config(variant):
-    overrides = variant_overrides(variant)
-    cfg = load_config(BASE_CONFIG, overrides)
-    for text in overrides:  # each override took effect on the loaded config
+def test_every_variant_loads_a_valid_config_on_every_dataset(variant, dataset):
+    data, overrides = dataset_overrides(dataset), variant_overrides(variant)
+    cfg = load_config(BASE_CONFIG, [*data, *overrides])
+    for text in [*data, *overrides]:  # each override took effect on the loaded config
         dotted, value = text.split("=", 1)
         section, key = dotted.split(".")
-        assert str(getattr(getattr(cfg, section), key)) == value
+        if text in overrides or not any(o.startswith(dotted + "=") for o in overrides):
+            assert str(getattr(getattr(cfg, section), key)) == value
     assert (variant.peer is None) == bool(overrides)
+
+
+def test_unknown_dataset_names_the_known_ones():
+    with pytest.raises(DynatssError, match="aerial_cars"):
+        dataset_overrides("nope")
 
 
 def test_variant_overrides_follow_the_ablation_files():
@@ -66,10 +71,14 @@ def test_variant_overrides_follow_the_ablation_files():
 
 def test_run_command_puts_seed_and_run_dir_last(tmp_path):
     atss, fcos = find_variants(["atss", "tv_fcos"])
-    command = run_command(atss, base_config=BASE_CONFIG, seed=3, run_dir=tmp_path / "r", extra=["solver.max_iter=7"])
+    command = run_command(atss, base_config=BASE_CONFIG, seed=3, run_dir=tmp_path / "r", extra=["solver.max_iter=7"],
+                          dataset=["data.root=x", "model.quality=iou"])
     assert command[1:4] == ["-m", "dynatss", "train"]
     assert command[-2:] == ["train.seed=3", f"train.output_dir={tmp_path / 'r'}"]
     assert "solver.max_iter=7" in command and "assign.mode=atss" in command
+    # The order is base < dataset < variant < command line: the variant's quality branch wins.
+    assert command.index("model.quality=iou") < command.index("model.quality=centerness") < command.index(
+        "solver.max_iter=7")
     peer = run_command(fcos, base_config=BASE_CONFIG, seed=0, run_dir=tmp_path / "p", extra=[])
     assert peer[1].endswith("peers.py") and peer[2] == "fcos"
     assert not any(part.startswith("assign.") for part in peer)
@@ -112,18 +121,63 @@ def test_table_marks_missing_seeds_and_formats_percent():
     assert fcos_cells[2] == "0/2 (missing seed 0, 1)" and set(fcos_cells[3:-1]) == {"-"}
 
 
-def test_document_has_table_figures_commands_and_machine(tmp_path):
-    variants = find_variants(["atss", "atss_ciou", "tv_fcos"])
-    for name in ("atss", "atss_ciou"):
-        for seed in (0, 1):
-            _fake_run(tmp_path / "runs" / name / f"seed{seed}", ap=0.3 + seed / 10, max_iter=20)
-    grid = {"seeds": [0, 1], "jobs": 2, "invocations": ["python experiments/ablation.py --seeds 0,1"]}
-    (tmp_path / "runs" / ablation.GRID_FILE).write_text(json.dumps(grid))
-    doc = write_results(variants, [0, 1], tmp_path / "runs", tmp_path / "docs" / "results.md", max_iter=20)
+def test_document_has_a_section_per_dataset_with_tables_figures_commands_and_machine(tmp_path):
+    results = tmp_path / "docs" / "results" / "runs"
+    for dataset, names in (("bccd", ("atss", "atss_ciou")), ("aquarium", ("ciou_qfl_iou",))):
+        for name in names:
+            for seed in (0, 1):
+                _fake_run(results / dataset / name / f"seed{seed}", ap=0.3 + seed / 10, max_iter=20)
+        grid = {"seeds": [0, 1], "max_iter": 20, "invocations": [f"python experiments/ablation.py --dataset {dataset}"],
+                "setup": {"data": f"../shared/data/{dataset}"}}
+        (results / dataset / results_doc.GRID_FILE).write_text(json.dumps(grid))
+    (results / "aquarium" / "tv_fcos" / "seed0").mkdir(parents=True)  # started, never finished
+    doc = write_results(results, tmp_path / "docs" / "results.md")
     text = doc.read_text()
+    assert text.index("## bccd") < text.index("## aquarium")
     for figure in ("loss_box.png", "mean_piou.png"):
-        assert (tmp_path / "docs" / "results" / figure).stat().st_size > 1000
-        assert f"(results/{figure})" in text
-    assert "| torchvision FCOS | 0/2 (missing seed 0, 1) |" in text
-    assert "python experiments/ablation.py --seeds 0,1" in text and "python -m dynatss train x.yaml" in text
-    assert "cores: 2" in text and "4 runs, 8.0 min of run wall time" in text
+        assert (tmp_path / "docs" / "results" / "bccd" / figure).stat().st_size > 1000
+        assert f"(results/bccd/{figure})" in text
+    assert "| ATSS+CIoU | 2/2 |" in text and "| CIoU+QFL+IoU branch (Dynamic ATSS) | 2/2 |" in text
+    assert "--dataset bccd" in text and "--dataset aquarium" in text and "python -m dynatss train x.yaml" in text
+    assert "cores: 2" in text and "6 runs, 0.2 h of run wall time" in text
+
+
+def test_grid_archives_finished_runs_and_skips_them_next_time(tmp_path, monkeypatch):
+    """A finished run is copied to the committed tree at once; a second invocation runs nothing."""
+    from experiments import ablation
+
+    calls = []
+
+    def fake_execute(command, run_dir, *, threads):
+        calls.append(run_dir)
+        _fake_run(run_dir, ap=0.5, max_iter=20)
+        return json.loads((run_dir / "run.json").read_text())
+
+    monkeypatch.setattr(ablation, "execute", fake_execute)
+    variants = find_variants(["atss", "tv_fcos"])
+    kwargs = dict(base_config=BASE_CONFIG, dataset=[], extra=[], jobs=1, threads=1, max_iter=20)
+    infos = run_grid(variants, [0, 1], tmp_path / "scratch", tmp_path / "archive", **kwargs)
+    assert len(infos) == 4 and len(calls) == 4
+    for name in ("atss", "tv_fcos"):
+        for seed in (0, 1):
+            archived = tmp_path / "archive" / name / f"seed{seed}"
+            assert sorted(p.name for p in archived.iterdir()) == ["metrics.jsonl", "run.json"]
+    assert run_grid(variants, [0, 1], tmp_path / "other_scratch", tmp_path / "archive", **kwargs) == []
+    assert len(calls) == 4
+
+
+def test_readme_table_has_a_row_per_dataset_and_finished_variant(tmp_path):
+    from experiments.readme_table import render
+
+    results = tmp_path / "runs"
+    for seed, ap in enumerate((0.30, 0.34)):
+        _fake_run(results / "aquarium" / "atss" / f"seed{seed}", ap=ap, max_iter=20)
+    _fake_run(results / "bccd" / "tv_fcos" / "seed0", ap=0.5, max_iter=20)
+    _fake_run(results / "bccd" / "atss" / "seed0", ap=None, max_iter=20)  # failed: no row
+    for dataset in ("aquarium", "bccd"):
+        (results / dataset / "grid.json").write_text(json.dumps({"max_iter": 20}))
+    lines = render(results).splitlines()
+    assert lines[2] == "| bccd | torchvision FCOS | 1 | 50.0 | 70.0 | 2.0 |"
+    assert lines[3] == f"| aquarium | ATSS (AIoUs, focal, centerness) | 2 | 32.0 ± {100 * statistics.stdev([0.3, 0.34]):.1f} | " \
+                       f"52.0 ± {100 * statistics.stdev([0.5, 0.54]):.1f} | 2.0 |"
+    assert len(lines) == 4

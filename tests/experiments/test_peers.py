@@ -61,9 +61,12 @@ def test_boxes_are_scaled_to_original_pixels():
     assert results[1]["labels"].tolist() == [1]
 
 
-def test_backbone_fpn_gives_p3_to_p5_only():
-    features = build_backbone_fpn(_config().model)(torch.zeros(1, 3, 64, 96))
-    assert [tuple(f.shape[-2:]) for f in features.values()] == [(8, 12), (4, 6), (2, 3)]
+def test_backbone_fpn_gives_p3_to_p5_or_p3_to_p7_as_our_neck():
+    p5 = build_backbone_fpn(load_config(BASE_CONFIG, ["model.pretrained=null", "model.max_level=5"]).model)
+    p7 = build_backbone_fpn(load_config(BASE_CONFIG, ["model.pretrained=null", "model.max_level=7"]).model)
+    shapes = [(8, 12), (4, 6), (2, 3)]
+    assert [tuple(f.shape[-2:]) for f in p5(torch.zeros(1, 3, 64, 96)).values()] == shapes
+    assert [tuple(f.shape[-2:]) for f in p7(torch.zeros(1, 3, 64, 96)).values()] == [*shapes, (1, 2), (1, 1)]
 
 
 @pytest.mark.parametrize("name", ["fcos", "retinanet"])

@@ -72,6 +72,22 @@ def test_grid_sample_path_equals_deform_conv2d_everywhere():
     torch.testing.assert_close(deform_conv_by_sampling(features, offsets, weight), expected, atol=1e-4, rtol=1e-4)
 
 
+def test_grid_sample_path_has_deform_conv2ds_gradients():
+    """The CPU training path: the same gradients for features, offsets and weights (fractional points)."""
+    generator = torch.Generator().manual_seed(1)
+    inputs = (torch.randn(2, 5, 7, 9, generator=generator, dtype=torch.float64),
+              3 * torch.rand(2, 2 * NUM_POINTS, 7, 9, generator=generator, dtype=torch.float64) + 0.3,
+              torch.randn(6, 5, 3, 3, generator=generator, dtype=torch.float64))
+    upstream = torch.randn(2, 6, 7, 9, generator=generator, dtype=torch.float64)
+    gradients = []
+    for function in (lambda f, o, w: deform_conv2d(f, o, w, padding=1), deform_conv_by_sampling):
+        leaves = [x.clone().requires_grad_() for x in inputs]
+        (function(*leaves) * upstream).sum().backward()
+        gradients.append([leaf.grad for leaf in leaves])
+    for got, expected in zip(gradients[1], gradients[0]):
+        torch.testing.assert_close(got, expected, atol=1e-8, rtol=1e-6)
+
+
 def test_star_deform_conv_runs_and_trains_on_cpu():
     torch.manual_seed(0)
     conv = StarDeformConv(4, 6)

@@ -1,0 +1,43 @@
+"""The rows of the results tables: our detector with configs/ablations/<name>.yaml, or a torchvision peer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dynatss.errors import DynatssError
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A table row: our detector with configs/ablations/<name>.yaml, or a torchvision ``peer``."""
+
+    name: str
+    label: str
+    peer: str | None = None
+
+
+VARIANTS = (
+    Variant("atss", "ATSS (AIoUs, focal, centerness)"),
+    Variant("atss_ciou", "ATSS+CIoU"),
+    Variant("atss_qfl", "ATSS+QFL"),
+    Variant("atss_vfl", "ATSS+VFL"),
+    Variant("piou_only", "PIoU only"),
+    Variant("ciou_qfl", "CIoU+QFL"),
+    Variant("ciou_vfl", "CIoU+VFL"),
+    Variant("ciou_qfl_iou", "CIoU+QFL+IoU branch (Dynamic ATSS)"),
+    Variant("ciou_vfl_iou", "CIoU+VFL+IoU branch"),
+    Variant("gflv2", "GFLV2 (Table V)"),
+    Variant("gflv2_ciou", "GFLV2+CIoU (Table V)"),
+    Variant("vfnet", "VFNet (Table V)"),
+    Variant("vfnet_ciou", "VFNet+CIoU (Table V)"),
+    Variant("tv_fcos", "torchvision FCOS", peer="fcos"),
+    Variant("tv_retinanet", "torchvision RetinaNet", peer="retinanet"),
+)
+VARIANTS_BY_NAME = {variant.name: variant for variant in VARIANTS}
+
+
+def find_variants(names: list[str]) -> list[Variant]:
+    unknown = [name for name in names if name not in VARIANTS_BY_NAME]
+    if unknown:
+        raise DynatssError(f"--variants: unknown {unknown} (choose from {list(VARIANTS_BY_NAME)})")
+    return [VARIANTS_BY_NAME[name] for name in names]
