@@ -51,16 +51,17 @@ from dynatss.model.detector import IMAGENET_MEAN, IMAGENET_STD, PIXEL_MAX
 from dynatss.model.export import export_onnx
 from dynatss.tools.export import onnx_metadata
 from dynatss.tools.predict import detect
-from experiments.ablation import BASE_CONFIG, find_variants, variant_overrides
+from experiments.ablation import BASE_CONFIG, dataset_overrides, variant_overrides
 from experiments.peers import build_peer
+from experiments.variants import find_variants
 
 OURS, ONNX, PEER = "dynatss", "dynatss_onnx", "tv_fcos"
 Detect = Callable[[list[Tensor]], list[dict[str, Tensor]]]
 
 
 def benchmark_config(args: argparse.Namespace) -> Config:
-    """The CPU experiment config with the Dynamic ATSS variant (or ``--variant``) and overrides."""
-    overrides = [f"model.num_classes={BCCD_NUM_CLASSES}", f"solver.amp={args.amp}",
+    """The CPU experiment config (recipe + dataset) with the Dynamic ATSS variant (or ``--variant``)."""
+    overrides = [*dataset_overrides(args.dataset), f"model.num_classes={BCCD_NUM_CLASSES}", f"solver.amp={args.amp}",
                  *variant_overrides(find_variants([args.variant])[0])]
     if args.backbone:
         overrides.append(f"model.backbone={args.backbone}")
@@ -180,7 +181,8 @@ def report(rows: list[Row], device: torch.device) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=BASE_CONFIG)
+    parser.add_argument("--config", type=Path, default=BASE_CONFIG, help="base config (the recipe)")
+    parser.add_argument("--dataset", default="bccd", help="configs/experiments/<dataset>.yaml")
     parser.add_argument("--variant", default="ciou_qfl_iou", help="configs/ablations/<variant>.yaml (ours)")
     parser.add_argument("--paths", default=f"{OURS},{ONNX},{PEER}", help="comma-separated subset")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
@@ -228,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         run_rounds(rows, images, args, device)
     print(f"after: {machine_line(device, args.threads)}")
     print(f"{len(images)} images of {cfg.data.root}/{cfg.data.val_split}, test scale {cfg.data.test_min_size} "
-          f"(longer side <= {cfg.data.max_size}), backbone {cfg.model.backbone}, variant {args.variant}, "
+          f"(longer side <= {cfg.data.max_size}), backbone {cfg.model.backbone} P{cfg.model.min_level}-P{cfg.model.max_level}, "
+          f"variant {args.variant}, "
           f"score threshold {cfg.inference.score_threshold}; median over {args.rounds} rounds\n")
     print(report(rows, device))
     return 0

@@ -1,6 +1,8 @@
 """Benchmark: images/s of a full training step, ours beside torchvision's FCOS and RetinaNet.
 
-One step is what the training loop does per iteration with the data already in memory: forward,
+The config is the CPU experiment config of experiments/ablation.py: the small-data recipe
+(configs/recipes/small_data_cpu.yaml) with configs/experiments/bccd.yaml, each model with its
+configs/ablations/<variant>.yaml. One step is what the training loop does per iteration with the data already in memory: forward,
 assignment, losses, backward, optimizer and lr-schedule step. Ours run through the engine's own
 step (``dynatss.engine.train._step``, logging conversions included); the torchvision peers are
 built by experiments/peers.py on the same backbone trunk, FPN, head depth and width, input size
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import subprocess
 import sys
 from dataclasses import dataclass, replace
@@ -32,6 +35,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from benchmarks.common import (
     BCCD_NUM_CLASSES,
@@ -55,8 +59,9 @@ from dynatss.engine.optimizer import build_optimizer
 from dynatss.engine.precision import autocast_context
 from dynatss.engine.state import TrainState
 from dynatss.engine.train import _step
-from experiments.ablation import BASE_CONFIG, find_variants, variant_overrides
+from experiments.ablation import BASE_CONFIG, dataset_overrides, variant_overrides
 from experiments.peers import build_peer, peer_inputs
+from experiments.variants import find_variants
 
 # Benchmark name -> experiments/ablation.py variant (its configs/ablations/<name>.yaml overrides).
 MODELS = {
@@ -73,10 +78,11 @@ MEMORY_STEPS = 2
 
 
 def model_config(name: str, args: argparse.Namespace) -> Config:
-    """The CPU experiment config (or ``--config``) + the variant's overrides + the command line's."""
+    """The CPU experiment config (the recipe + configs/experiments/<dataset>.yaml, as
+    experiments/ablation.py builds it) + the variant's overrides + the command line's."""
     variant = find_variants([MODELS[name]])[0]
-    overrides = [f"model.num_classes={BCCD_NUM_CLASSES}", f"train.device={args.device}",
-                 f"solver.amp={args.amp}", *variant_overrides(variant)]
+    overrides = [*dataset_overrides(args.dataset), f"model.num_classes={BCCD_NUM_CLASSES}",
+                 f"train.device={args.device}", f"solver.amp={args.amp}", *variant_overrides(variant)]
     if args.batch:
         overrides.append(f"solver.batch_size={args.batch}")
     if args.backbone:
@@ -164,10 +170,13 @@ def peer_runner(name: str, cfg: Config, batches: list[Batch], device: torch.devi
             raise RuntimeError(f"{name}: loss is {float(total)}")
         optimizer.zero_grad(set_to_none=True)
         total.backward()
+        # As experiments/peers.py (and the engine): the gradient norm, clipped when configured.
+        max_norm = cfg.solver.clip_grad_norm if cfg.solver.clip_grad_norm is not None else math.inf
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
         optimizer.step()
         scheduler.step()
         # What peers.py logs every step (one host sync per value, as torchvision's references).
-        [float(value.detach()) for value in losses.values()]
+        [float(value.detach()) for value in (*losses.values(), grad_norm)]
 
     return Runner(name, step, Timings(), criterion_times)
 
@@ -210,7 +219,7 @@ def cpu_peak_memory(name: str, args: argparse.Namespace) -> float:
 
 
 def child_arguments(args: argparse.Namespace) -> list[str]:
-    forwarded = ["--config", str(args.config), "--device", args.device, "--amp", args.amp,
+    forwarded = ["--config", str(args.config), "--dataset", args.dataset, "--device", args.device, "--amp", args.amp,
                  "--threads", str(args.threads)]
     for flag in ("batch", "backbone", "size"):
         if getattr(args, flag):
@@ -249,7 +258,8 @@ def report(runners: list[Runner], peaks: dict[str, float], args: argparse.Namesp
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=BASE_CONFIG)
+    parser.add_argument("--config", type=Path, default=BASE_CONFIG, help="base config (the recipe)")
+    parser.add_argument("--dataset", default="bccd", help="configs/experiments/<dataset>.yaml")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {list(MODELS)}")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds over the models")
     parser.add_argument("--steps", type=int, default=4, help="timed steps per model and round")
@@ -284,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         peaks = {name: cpu_peak_memory(name, args) for name in names}
     print(f"after: {machine_line(device, args.threads)}")
     cfg = model_config(names[0], args)
-    print(f"config {args.config} + variants; batch {cfg.solver.batch_size}, backbone {cfg.model.backbone}, "
+    print(f"config {args.config} + configs/experiments/{args.dataset}.yaml + variants; batch {cfg.solver.batch_size}, "
+          f"backbone {cfg.model.backbone} P{cfg.model.min_level}-P{cfg.model.max_level}, "
           f"size {args.size or 'the loader resize'}, amp {args.amp}; median of {args.rounds} x {args.steps} "
           f"steps after {args.warmup} warm-up steps\n")
     print(report(runners, peaks, args, device))
