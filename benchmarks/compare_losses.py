@@ -3,18 +3,20 @@
 A speed change must not change what is computed. Train the same config for a few iterations with
 the code before and after the change, logging every iteration, then compare:
 
-    cd /work/main && PYTHONPATH=. python -m dynatss train configs/experiments/bccd_ablation.yaml \\
-        solver.max_iter=20 train.eval_period=0 train.log_period=1 train.output_dir=/tmp/speed_before
-    cd <branch> && PYTHONPATH=. python -m dynatss train ... train.output_dir=/tmp/speed_after
+    R="configs/recipes/small_data_cpu.yaml data.root=../shared/data/bccd data.max_size=427"
+    cd <reference checkout> && PYTHONPATH=. python -m dynatss train $R solver.max_iter=20 \
+        train.eval_period=0 train.log_period=1 train.output_dir=/tmp/speed_before
+    cd <changed checkout> && PYTHONPATH=. python -m dynatss train $R ... train.output_dir=/tmp/speed_after
     PYTHONPATH=. python benchmarks/compare_losses.py /tmp/speed_before /tmp/speed_after
 
 Prints a table (key, difference at the first iteration, largest absolute and relative difference
 over all, at which iteration) and exits 1 when the iterations differ or a relative difference
 exceeds its tolerance: every key within ``--first-rtol`` at the first logged iteration (same
-weights, same batch: only float rounding may differ), and the total loss within ``--rtol`` after it
-(single terms and positive counts wander more: one positive more or less moves a normaliser). Rounding differences grow as SGD goes
-on: the same code with 2 threads instead of 1 moved the loss by up to 1.9e-3 (relative) within 20
-iterations of the BCCD config (docs/benchmarks.md), hence the looser ``--rtol``.
+weights, same batch: only float rounding may differ), and the total loss within ``--rtol`` after
+it (single terms and positive counts wander more: one positive more or less moves a normaliser).
+Rounding differences grow as SGD goes on: the same code with 2 threads instead of 1 moved the loss
+by up to 1.9e-3 (relative) within 20 iterations of the BCCD config (docs/benchmarks.md), hence
+the looser ``--rtol``.
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ def onnx_detect(model: nn.Module, cfg: Config, meta: DatasetMeta, threads: int, 
     backend = OnnxBackend(path, device=torch.device("cpu"), threads=threads)
 
     def run(images: list[Tensor]) -> list[dict[str, Tensor]]:
-        return backend.detect(images, score_threshold=cfg.inference.score_threshold)
+        return backend.detect(images)  # the threshold exported in the metadata: cfg.inference
 
     return run
 
