@@ -3,12 +3,16 @@
 One config system for the whole toolkit. Defaults are the paper's (ATSS / Dynamic ATSS, R50, 1x);
 a YAML file overrides them, and ``key.sub=value`` strings override the file. Unknown keys are
 rejected with a "did you mean" suggestion, so a typo never silently falls back to a default.
+Every value is checked when the config is loaded: its type (numbers in any float notation, also
+``1e-4``, which YAML reads as a string) and its range (:mod:`dynatss.config_values`), so a bad value
+fails in one line naming the key before any data is read.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +20,13 @@ from typing import Any, Literal
 
 import yaml
 
+from dynatss.atomic import atomic_write_text
+from dynatss.config_values import check_values
 from dynatss.errors import DynatssError
+
+# PIL's decompression-bomb threshold (~89.5 megapixels, e.g. 9459 x 9459): the default limit on the
+# pixels of any image dynatss opens (dynatss.data.decode).
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
 
 
 @dataclass
@@ -142,6 +152,8 @@ class DataConfig:
     size_divisibility: int = 128
     group_by_aspect_ratio: bool = True
     num_workers: int = 2
+    # Images with more pixels are refused wherever they are opened (reader, loader, predict, report).
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     # Synthetic data (the demo): number of images per split and generator seed.
     synthetic_train_images: int = 256
     synthetic_val_images: int = 64
@@ -183,7 +195,7 @@ class SolverConfig:
 class TrainConfig:
     output_dir: str = "runs/default"
     seed: int = 0
-    device: str = "auto"  # "auto", "cpu", "cuda"
+    device: str = "auto"  # "auto", "cpu", "cuda" (or "gpu"), "cuda:N"
     log_period: int = 20
     eval_period: int = 5000  # 0: no evaluation during training (engine helper)
     checkpoint_period: int = 5000
@@ -207,9 +219,35 @@ class Config:
 # Loading
 
 
-def _suggest(key: str, choices: list[str]) -> str:
+def _suggest(key: str, choices: list[str], elsewhere: list[str] = ()) -> str:
+    """A "did you mean" hint: a close spelling, a name containing ``key`` as a word
+    (``lr`` -> ``base_lr``), or the same name in another section (``solver.seed`` -> ``train.seed``)."""
+    def word_of(name: str) -> bool:
+        return bool(key) and key.lower() in name.rsplit(".", 1)[-1].lower().split("_")
+
     close = difflib.get_close_matches(key, choices, n=1)
+    for candidates in (
+        [c for c in choices if word_of(c)],
+        [d for d in elsewhere if d.rsplit(".", 1)[-1] == key],
+        [d for d in elsewhere if word_of(d)],
+        difflib.get_close_matches(key, choices, n=1, cutoff=0.5),
+    ):
+        close = close or candidates
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _to_number(value: Any, where: str, kind: str) -> float:
+    """A number from YAML: ints, floats and strings in any float notation (``1e-4``, ``.5``, ``1_000``)."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise DynatssError(f"{where}: expected {kind}, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DynatssError(f"{where}: expected {kind}, got {value!r}")
+    if not math.isfinite(value):
+        raise DynatssError(f"{where}: expected a finite number, got {value!r}")
+    return value
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
@@ -220,7 +258,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         return value
     if origin is Literal:
         if value not in args:
-            raise DynatssError(f"{where}: {value!r} is not one of {list(args)}")
+            raise DynatssError(f"{where}: {value!r} is not one of {list(args)}{_suggest(str(value), list(map(str, args)))}")
         return value
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         if value is None and type(None) in args:
@@ -239,13 +277,12 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             raise DynatssError(f"{where}: expected a list, got {value!r}")
         return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
     if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise DynatssError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        return float(_to_number(value, where, "a number"))
     if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        number = _to_number(value, where, "an integer")
+        if isinstance(number, float) and not number.is_integer():
             raise DynatssError(f"{where}: expected an integer, got {value!r}")
-        return value
+        return int(number)
     if annotation is bool:
         if not isinstance(value, bool):
             raise DynatssError(f"{where}: expected true or false, got {value!r}")
@@ -257,18 +294,32 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     raise TypeError(f"unsupported annotation {annotation!r}")
 
 
-def _merge(instance: Any, updates: dict[str, Any], where: str) -> None:
+def _all_keys(instance: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for f in dataclasses.fields(instance):
+        value = getattr(instance, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += _all_keys(value, f"{prefix}{f.name}.")
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def _merge(instance: Any, updates: dict[str, Any], where: str, root: Any = None) -> None:
+    root = instance if root is None else root
     hints = typing.get_type_hints(type(instance))
     names = [f.name for f in dataclasses.fields(instance)]
     for key, value in updates.items():
+        key = str(key)
         path = f"{where}.{key}" if where else key
         if key not in names:
-            raise DynatssError(f"unknown config key '{path}'{_suggest(key, names)}")
+            elsewhere = [k for k in _all_keys(root) if not k.startswith(f"{where}.")]
+            raise DynatssError(f"unknown config key '{path}'{_suggest(key, names, elsewhere)}")
         current = getattr(instance, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise DynatssError(f"{path}: expected a mapping, got {value!r}")
-            _merge(current, value, path)
+            _merge(current, value, path, root)
         else:
             setattr(instance, key, _coerce(value, hints[key], path))
 
@@ -277,7 +328,11 @@ def _parse_override(text: str) -> dict[str, Any]:
     if "=" not in text:
         raise DynatssError(f"override '{text}' must look like key.sub=value")
     dotted, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or "parse error"
+        raise DynatssError(f"override '{text}': the value is not valid YAML ({problem})") from None
     nested: dict[str, Any] = {}
     node = nested
     keys = dotted.strip().split(".")
@@ -298,6 +353,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise DynatssError(f"{path}: config file not found") from None
         except OSError as error:
             raise DynatssError(f"{path}: cannot read the config ({error.strerror})") from None
+        except UnicodeDecodeError:
+            raise DynatssError(f"{path}: not a text file (expected a YAML config)") from None
         except yaml.YAMLError as error:
             raise DynatssError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from None
         if not isinstance(data, dict):
@@ -308,6 +365,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise DynatssError(f"{path}: {error}") from None
     for text in overrides:
         _merge(config, _parse_override(text), "")
+    return validate_config(config)
+
+
+def validate_config(config: Config) -> Config:
+    """Check every value's range and the device name (see :mod:`dynatss.config_values`)."""
+    check_values(config)
     return config
 
 
@@ -316,5 +379,5 @@ def config_to_dict(config: Config) -> dict[str, Any]:
 
 
 def save_config(config: Config, path: str | Path) -> None:
-    """Write the resolved config as YAML (saved beside every run)."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    """Write the resolved config as YAML (saved beside every run), atomically."""
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))

@@ -14,3 +14,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache_dir(tmp_path_factory):
+    """The image-scan cache (dynatss.data.scan) of the tests lives in a temporary folder, not ~/.cache;
+    subprocesses inherit it through the environment."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("DYNATSS_CACHE_DIR", str(tmp_path_factory.mktemp("dynatss-cache")))
+    yield
+    patch.undo()

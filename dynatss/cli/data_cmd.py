@@ -7,6 +7,8 @@ import argparse
 from dynatss.data.check import check_dataset
 from dynatss.data.convert import convert_dataset
 from dynatss.data.datasets import FORMATS, detect_format, list_splits
+from dynatss.data.decode import DEFAULT_MAX_PIXELS
+from dynatss.errors import DynatssError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--format", choices=FORMATS, help="dataset format (default: detected)")
     check.add_argument("--split", action="append", help="split to check (repeatable; default: all)")
     check.add_argument("--classes", help="VOC class names, comma-separated; other names are errors")
+    check.add_argument("--strict", action="store_true", help="exit 1 on warnings too (default: on errors)")
+    check.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                       help=f"refuse images with more pixels (default: {DEFAULT_MAX_PIXELS})")
     check.set_defaults(func=run_check)
 
 
@@ -48,9 +53,13 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    if args.max_pixels < 1:
+        raise DynatssError(f"--max-pixels must be >= 1, got {args.max_pixels}")
     fmt = args.format or detect_format(args.path)
     splits = args.split or list_splits(fmt, args.path)
-    result = check_dataset(fmt, args.path, splits, class_names=_classes(args.classes))
+    result = check_dataset(
+        fmt, args.path, splits, class_names=_classes(args.classes), strict=args.strict, max_pixels=args.max_pixels
+    )
     print(f"{args.path} ({fmt})")
     print("\n".join(result.lines))
-    return 1 if result.errors else 0
+    return 1 if result.failed else 0

@@ -8,6 +8,8 @@ import sys
 
 from dynatss.errors import DynatssError
 
+# torch's messages when an allocation fails (CPU allocator, CUDA caching allocator).
+_OUT_OF_MEMORY = ("can't allocate memory", "out of memory", "OutOfMemoryError")
 # Each module exposes register(subparsers) and sets `func` on its parsers.
 _COMMAND_MODULES = (
     "dynatss.cli.train_cmd", "dynatss.cli.data_cmd", "dynatss.cli.tools_cmd", "dynatss.cli.assign_cmd",
@@ -37,6 +39,19 @@ def main(argv: list[str] | None = None) -> int:
         result = args.func(args)
     except DynatssError as error:
         print(f"dynatss {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the machine, not dynatss: a vanished file, a full disk, permissions
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"dynatss {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"dynatss {args.command}: error: out of memory", file=sys.stderr)
+        return 2
+    except RuntimeError as error:  # torch reports allocation failures (CPU and CUDA) this way
+        if not any(text in str(error) for text in _OUT_OF_MEMORY):
+            raise
+        first = str(error).strip().splitlines()[0]
+        print(f"dynatss {args.command}: error: out of memory ({first[:200]})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"dynatss {args.command}: interrupted", file=sys.stderr)

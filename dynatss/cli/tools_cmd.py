@@ -20,8 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--config", help="YAML config (default: the one saved in the checkpoint)")
     predict.add_argument("--out", required=True, help="folder for drawn images, videos and their JSON")
     predict.add_argument("--score-threshold", type=float, default=DEFAULT_PREDICT_THRESHOLD)
-    predict.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda (or gpu), cuda:N (default: auto)")
     predict.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
+    predict.add_argument("--max-pixels", type=int,
+                         help="refuse larger images (default: the run's data.max_image_pixels)")
     predict.set_defaults(func=run_predict)
 
     export = subparsers.add_parser("export", help="export a checkpoint to ONNX or safetensors")
@@ -46,18 +48,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="validation images with drawn predictions (0: none)")
     report.add_argument("--no-eval", action="store_true",
                         help="skip the PR curves / confusion matrix pass over the validation split")
-    report.add_argument("--device", default="cpu")
+    report.add_argument("--device", default="auto", help="auto, cpu, cuda (or gpu), cuda:N (default: auto)")
     report.set_defaults(func=run_report)
 
 
 def run_predict(args: argparse.Namespace) -> int:
     from dynatss.api import Detector
+    from dynatss.engine.build import resolve_device
     from dynatss.errors import DynatssError
-    from dynatss.tools.predict import predict_files
+    from dynatss.tools.predict import check_output_folder, predict_files
     from dynatss.tools.video import is_video
 
     if args.batch_size < 1:
         raise DynatssError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise DynatssError(f"--max-pixels must be >= 1, got {args.max_pixels}")
+    if not 0.0 <= args.score_threshold <= 1.0:
+        raise DynatssError(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
+    check_output_folder(args.out)  # before any model is loaded or image decoded
+    resolve_device(args.device, setting="--device")
     videos = [item for item in args.inputs if is_video(item)]
     images = [item for item in args.inputs if not is_video(item)]
     detector = Detector.from_checkpoint(
@@ -65,11 +74,11 @@ def run_predict(args: argparse.Namespace) -> int:
     )
     failed = 0
     if images:
-        summary = predict_files(detector, images, args.out, batch_size=args.batch_size)
+        summary = predict_files(detector, images, args.out, batch_size=args.batch_size, max_pixels=args.max_pixels)
         count = sum(len(p.detections) for p in summary.predictions)
         print(f"predicted {len(summary.predictions)} images ({count} detections): {summary.detections_path}")
         if summary.failures:
-            print(f"{len(summary.failures)} images could not be read (see warnings above)", file=sys.stderr)
+            print(f"{len(summary.failures)} images could not be used (see warnings above)", file=sys.stderr)
             failed = 1
     for video in videos:
         written = detector.predict_video(video, args.out, batch_size=args.batch_size)
@@ -101,8 +110,10 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from dynatss.engine.build import resolve_device
     from dynatss.tools.report import write_report
 
-    path = write_report(Path(args.run_dir), num_images=args.images, device=args.device, evaluation=not args.no_eval)
+    device = resolve_device(args.device, setting="--device")
+    path = write_report(Path(args.run_dir), num_images=args.images, device=device, evaluation=not args.no_eval)
     print(f"wrote {path} and {path.with_suffix('.html')}")
     return 0

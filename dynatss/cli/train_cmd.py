@@ -37,17 +37,20 @@ def _train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.output_dir:
         overrides.append(f"train.output_dir={args.output_dir}")
-    train(load_config(args.config, overrides), resume=args.resume)
+    train(load_config(args.config, overrides), resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from dynatss.atomic import check_writable_file
     from dynatss.engine.commands import run_eval
     from dynatss.engine.inference import checkpoint_config
     from dynatss.errors import DynatssError
 
     if args.score_threshold is not None and not 0.0 <= args.score_threshold <= 1.0:
         raise DynatssError(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
+    if args.output:  # before anything is read or evaluated (run_eval checks the default location)
+        check_writable_file(args.output, what="detections file (--output)")
     config, overrides = args.config, list(args.overrides)
     if config is not None and "=" in config:  # `dynatss eval --weights W key=value`: no config file
         config, overrides = None, [config, *overrides]
@@ -69,6 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     train.add_argument("--output-dir", help="run directory (default: train.output_dir)")
     train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pth")
+    train.add_argument("--overwrite", action="store_true",
+                       help="delete the run already in RUN_DIR (config, metrics, checkpoints, logs) and start anew")
     train.set_defaults(func=_train)
 
     evaluate = _add_parser(subparsers, "eval", help="COCO metrics of a checkpoint on a dataset split")

@@ -2,7 +2,9 @@
 
 The summary gives images, boxes per class, a box-size histogram with COCO's area ranges (small
 < 32^2, medium < 96^2, large otherwise, on box area) and images without boxes; then every problem on
-its own line (file and object named).
+its own line (file and object named). A split without usable images is an error (training refuses
+it), a split without boxes a warning, a dataset without a single box an error. The check fails
+(exit 1) on errors, and with ``strict`` on warnings too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from dynatss.data.datasets import DatasetRead, read_dataset
+from dynatss.data.decode import DEFAULT_MAX_PIXELS
+from dynatss.data.problems import Problem
 
 # COCO's object-size ranges (area in pixels^2), as in the COCO evaluation API.
 SMALL_AREA = 32**2
@@ -24,6 +28,7 @@ class CheckResult:
     lines: list[str]
     errors: int
     warnings: int
+    failed: bool = False  # errors, or warnings under ``strict``: the exit status is 1
 
 
 def summarize(name: str, read: DatasetRead) -> list[str]:
@@ -48,17 +53,37 @@ def summarize(name: str, read: DatasetRead) -> list[str]:
     ]
 
 
+def split_problems(root: Path, split: str, read: DatasetRead) -> list[Problem]:
+    """Problems of a split as a whole: no usable images (error), no boxes (warning)."""
+    if not read.records:
+        return [Problem(Path(root), f"split '{split}' has no usable images")]
+    if not any((~r.ignore).any() for r in read.records):
+        return [Problem(Path(root), f"split '{split}' has no boxes (nothing to train on or evaluate)", "warning")]
+    return []
+
+
 def check_dataset(
-    fmt: str, root: str | Path, splits: list[str], *, class_names: list[str] | None = None
+    fmt: str,
+    root: str | Path,
+    splits: list[str],
+    *,
+    class_names: list[str] | None = None,
+    strict: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> CheckResult:
     """Read every split with ``verify=True``; collect summary lines and every problem (once)."""
     lines: list[str] = []
     seen: set[str] = set()
     errors = warnings = 0
+    boxes = 0
     for split in splits:
-        read = read_dataset(fmt, root, split, class_names=class_names, verify=True)
+        read = read_dataset(fmt, root, split, class_names=class_names, verify=True, max_pixels=max_pixels)
         lines += summarize(split, read)
-        for problem in read.problems:
+        boxes += sum(int((~r.ignore).sum()) for r in read.records)
+        problems = [*read.problems, *split_problems(Path(root), split, read)]
+        if split == splits[-1] and boxes == 0:
+            problems.append(Problem(Path(root), "no boxes in any split: nothing to train on"))
+        for problem in problems:
             text = str(problem)
             if text in seen:  # VOC trainval repeats train and val
                 continue
@@ -66,5 +91,6 @@ def check_dataset(
             lines.append(text)
             errors += problem.severity == "error"
             warnings += problem.severity == "warning"
-    lines.append(f"{errors} errors, {warnings} warnings")
-    return CheckResult(lines=lines, errors=errors, warnings=warnings)
+    failed = errors > 0 or (strict and warnings > 0)
+    lines.append(f"{errors} errors, {warnings} warnings" + (" (--strict: warnings fail the check)" if strict else ""))
+    return CheckResult(lines=lines, errors=errors, warnings=warnings, failed=failed)

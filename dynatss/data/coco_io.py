@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dynatss.data.decode import DEFAULT_MAX_PIXELS
 from dynatss.data.files import link_or_copy, write_json_atomic
 from dynatss.data.problems import Problem
 from dynatss.data.records import DatasetMeta, ImageRecord
@@ -48,21 +49,21 @@ def coco_splits(root: Path) -> list[str]:
 
 
 def read_coco(
-    root: str | Path, split: str, *, verify: bool = False
+    root: str | Path, split: str, *, verify: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> tuple[list[ImageRecord], DatasetMeta, list[Problem]]:
     """Read one COCO split; bad images/objects are dropped and reported as problems."""
     root = Path(root)
     ann_path, image_dir = coco_split_files(root, split)
     data = _load_json(ann_path)
     problems: list[Problem] = []
-    if ann_path.name == ROBOFLOW_COCO_FILE:
+    if ann_path.name == ROBOFLOW_COCO_FILE and isinstance(data.get("categories"), list):
         data = {**data, "categories": _without_group_categories(data)}
     meta = _read_categories(data, ann_path, problems)
     label_of = {cat_id: label for label, cat_id in enumerate(meta.category_ids)}
 
     raws: dict[int, RawImage] = {}
     raw_list: list[RawImage] = []
-    for index, entry in enumerate(data.get("images", [])):
+    for index, entry in enumerate(_entries(data, "images", ann_path, problems)):
         try:
             raw = RawImage(
                 image_id=int(entry["id"]),
@@ -72,22 +73,23 @@ def read_coco(
                 width=int(entry["width"]) if "width" in entry else None,
                 height=int(entry["height"]) if "height" in entry else None,
             )
-        except (KeyError, TypeError, ValueError) as error:
+            _check_int64(raw.image_id)
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
             problems.append(Problem(ann_path, f"images[{index}]: malformed entry ({error!r}); skipped"))
             continue
         raws.setdefault(raw.image_id, raw)
         raw_list.append(raw)
 
     seen_ann_ids: set[int] = set()
-    for index, ann in enumerate(data.get("annotations", [])):
-        what = f"annotation id {ann.get('id', f'#{index}')}"
+    for index, ann in enumerate(_entries(data, "annotations", ann_path, problems)):
         try:
+            what = f"annotation id {ann.get('id', f'#{index}')}"
             x, y, w, h = (float(v) for v in ann["bbox"])
             image_id, cat_id = int(ann["image_id"]), int(ann["category_id"])
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as error:
             problems.append(Problem(ann_path, f"annotations[{index}]: malformed entry ({error!r}); skipped"))
             continue
-        if "id" in ann:
+        if isinstance(ann.get("id"), (int, float, str)):
             if ann["id"] in seen_ann_ids:
                 problems.append(Problem(ann_path, f"duplicate annotation id {ann['id']}"))
             seen_ann_ids.add(ann["id"])
@@ -106,8 +108,25 @@ def read_coco(
                 what=f"{what} ({meta.class_names[label]})",
             )
         )
-    records, more = build_records(raw_list, verify=verify)
+    records, more = build_records(raw_list, root=root, verify=verify, max_pixels=max_pixels)
     return records, meta, problems + more
+
+
+def _check_int64(value: int) -> None:
+    if not -(2**63) <= value < 2**63:
+        raise OverflowError(f"id {value} does not fit in 64 bits")
+
+
+def _entries(data: dict[str, Any], key: str, path: Path, problems: list[Problem]) -> list[Any]:
+    """``data[key]`` as a list: missing or null is an empty list (a warning), another type an error."""
+    value = data.get(key)
+    if isinstance(value, list):
+        return value
+    if value is None:
+        if key == "annotations":  # e.g. COCO's test-dev image_info files have no annotations
+            problems.append(Problem(path, f"'{key}' is {'null' if key in data else 'missing'}; read as none", "warning"))
+        return []
+    raise DynatssError(f"{path}: '{key}' must be a list, got {type(value).__name__}")
 
 
 def _load_json(path: Path) -> dict[str, Any]:
@@ -116,18 +135,26 @@ def _load_json(path: Path) -> dict[str, Any]:
             data = json.load(handle)
     except FileNotFoundError:
         raise DynatssError(f"{path}: COCO annotation file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DynatssError(f"{path}: not valid JSON ({error})") from None
+    except IsADirectoryError:
+        raise DynatssError(f"{path}: is a folder, not a COCO annotation file") from None
+    except OSError as error:
+        raise DynatssError(f"{path}: cannot read the COCO annotation file ({error.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        raise DynatssError(f"{path}: not valid JSON ({error})".replace("\n", " ")) from None
     if not isinstance(data, dict) or "categories" not in data or "images" not in data:
         raise DynatssError(f"{path}: not a COCO instances file (needs 'images' and 'categories')")
     return data
 
 
+def _list_or_empty(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _without_group_categories(data: dict[str, Any]) -> list[Any]:
     """Roboflow's COCO export lists the project itself as category 0, the supercategory of every
     real class, with no annotations; it is not a class, so it is left out."""
-    categories = [c for c in data.get("categories", []) if isinstance(c, dict)]
-    used = {a.get("category_id") for a in data.get("annotations", []) if isinstance(a, dict)}
+    categories = [c for c in _list_or_empty(data.get("categories")) if isinstance(c, dict)]
+    used = {a.get("category_id") for a in _list_or_empty(data.get("annotations")) if isinstance(a, dict)}
     def is_group(category: dict) -> bool:  # the supercategory of another category
         return any(other is not category and other.get("supercategory") == category.get("name") for other in categories)
 
@@ -136,15 +163,20 @@ def _without_group_categories(data: dict[str, Any]) -> list[Any]:
 
 def _read_categories(data: dict[str, Any], path: Path, problems: list[Problem]) -> DatasetMeta:
     names: dict[int, str] = {}
-    for index, cat in enumerate(data["categories"]):
+    categories = data["categories"]
+    if not isinstance(categories, list):
+        raise DynatssError(f"{path}: 'categories' must be a list, got {type(categories).__name__}")
+    for index, cat in enumerate(categories):
         try:
             cat_id, name = int(cat["id"]), str(cat["name"])
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
             raise DynatssError(f"{path}: categories[{index}] is malformed ({error!r})") from None
         if cat_id in names:
             problems.append(Problem(path, f"duplicate category id {cat_id} ('{name}'); first one kept"))
             continue
         names[cat_id] = name
+    if not names:
+        raise DynatssError(f"{path}: 'categories' is empty; a detector needs at least one class")
     ids = sorted(names)
     return DatasetMeta(class_names=tuple(names[i] for i in ids), category_ids=tuple(ids))
 

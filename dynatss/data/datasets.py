@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dynatss.data.coco_io import ROBOFLOW_COCO_FILE, coco_splits, read_coco
+from dynatss.data.decode import DEFAULT_MAX_PIXELS
 from dynatss.data.problems import Problem, summarize_problems
 from dynatss.data.records import DatasetMeta, ImageRecord
 from dynatss.data.voc_io import read_voc, voc_splits
@@ -34,22 +35,30 @@ class DatasetRead:
 
 
 def read_dataset(
-    fmt: str, root: str | Path, split: str, *, class_names: list[str] | None = None, verify: bool = False
+    fmt: str,
+    root: str | Path,
+    split: str,
+    *,
+    class_names: list[str] | None = None,
+    verify: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> DatasetRead:
     """Read split ``split`` of the dataset at ``root`` in format ``fmt`` ("coco", "voc", "yolo").
 
     ``class_names`` fixes the VOC class list (else: sorted names found in the annotations).
-    ``verify`` fully decodes every image (slow; ``dynatss data check``), else headers only.
+    ``verify`` fully decodes every image (``data check`` and ``train``; cached, see scan.py), else
+    headers only. Images over ``max_pixels`` pixels are refused (a problem each).
     """
     root = Path(root)
     if not root.is_dir() and not (fmt == "yolo" and find_data_yaml(root)):  # YOLO: data.yaml itself too
         raise DynatssError(f"{root}: dataset folder not found")
+    options = {"verify": verify, "max_pixels": max_pixels}
     if fmt == "coco":
-        records, meta, problems = read_coco(root, split, verify=verify)
+        records, meta, problems = read_coco(root, split, **options)
     elif fmt == "voc":
-        records, meta, problems = read_voc(root, split, class_names=class_names, verify=verify)
+        records, meta, problems = read_voc(root, split, class_names=class_names, **options)
     elif fmt == "yolo":
-        records, meta, problems = read_yolo(root, split, verify=verify)
+        records, meta, problems = read_yolo(root, split, **options)
     else:
         raise DynatssError(f"unknown dataset format '{fmt}' (expected one of {list(FORMATS)})")
     return DatasetRead(records=records, meta=meta, problems=problems)

@@ -1,23 +1,17 @@
-"""File helpers shared by the readers and writers: safe paths, cheap image headers, atomic writes."""
+"""File helpers shared by the readers and writers: safe paths, atomic writes, links.
+
+Image headers and decoding live in :mod:`dynatss.data.decode`."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from PIL import Image
-
 from dynatss.atomic import atomic_write_text
 
-# EXIF orientations 5-8 rotate by 90 degrees: the displayed image has width and height swapped.
-_EXIF_ORIENTATION_TAG = 0x0112
-_TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)
-# Header reads are I/O bound; a few threads hide file-system latency on large datasets.
-_HEADER_THREADS = 8
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -34,40 +28,16 @@ def safe_join(root: Path, name: str) -> Path | None:
     return root.joinpath(*parts)
 
 
-def image_size(path: Path, *, verify: bool = False) -> tuple[int, int]:
-    """(width, height) of the image as displayed (after EXIF orientation), from its header.
+def resolves_inside(path: Path, root: Path) -> bool:
+    """Whether ``path``, symbolic links followed, still lies inside ``root`` (links followed too).
 
-    With ``verify`` the pixels are fully decoded too (catches truncated files). Raises OSError or
-    ValueError (PIL's errors) for unreadable files.
+    A dataset is untrusted: a link inside it that leads elsewhere (``img.jpg -> /etc/...``) is
+    refused like a ``..`` in a file name.
     """
-    with Image.open(path) as image:
-        width, height = image.size
-        # PIL looks for a PNG's EXIF past the pixel data (a full decode) unless a chunk before them
-        # held it; torchvision only honours that early chunk too, so only read EXIF when present.
-        has_exif = image.format != "PNG" or "exif" in image.info
-        orientation = image.getexif().get(_EXIF_ORIENTATION_TAG, 1) if has_exif else 1
-        if verify:
-            image.load()
-    if orientation in _TRANSPOSED_ORIENTATIONS:
-        width, height = height, width
-    return width, height
-
-
-def image_sizes(paths: list[Path], *, verify: bool = False) -> list[tuple[int, int] | str]:
-    """:func:`image_size` for many files in parallel; a string (the error) for unreadable ones."""
-
-    def one(path: Path) -> tuple[int, int] | str:
-        try:
-            return image_size(path, verify=verify)
-        except FileNotFoundError:
-            return "image file not found"
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-            return f"unreadable image ({error})".replace("\n", " ")
-
-    if len(paths) < 2 * _HEADER_THREADS:
-        return [one(p) for p in paths]
-    with ThreadPoolExecutor(_HEADER_THREADS) as pool:
-        return list(pool.map(one, paths))
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # a symbolic link loop
+        return False
 
 
 def write_text_atomic(path: Path, text: str) -> None:

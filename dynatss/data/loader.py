@@ -6,12 +6,17 @@ takes its own shard, images are grouped by aspect ratio (portrait vs landscape, 
 GroupedBatchSampler) so batches waste little padding, and every image's random transform is seeded by
 (seed, epoch, index). ``start_iter`` skips whole batches of indices without decoding an image, so a
 resumed run sees exactly the batches an uninterrupted run would have seen.
+
+An image that cannot be decoded any more (deleted or damaged after the start-up scan) never stops a
+run: in training the next readable image of the dataset takes its place (batches keep their size,
+so DDP ranks stay in step); in evaluation it is left out. Either way one named warning is printed.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,8 +24,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
+from tqdm import tqdm
 
-from dynatss.config import DataConfig
+from dynatss.config import DEFAULT_MAX_IMAGE_PIXELS, DataConfig
 from dynatss.data.batch import Batch
 from dynatss.data.records import ImageRecord
 from dynatss.data.transforms import build_transforms, load_image, random_crop, transform_sample
@@ -28,6 +34,9 @@ from dynatss.errors import DynatssError
 
 _SEED_MIX = 1_000_003  # primes mixing (seed, epoch, index) into one per-image transform seed
 _EPOCH_MIX = 1_000_000_007
+# A training item tries this many images (itself, then the next ones) before giving up: a dataset
+# where so many images in a row fail is gone, not damaged.
+_MAX_REPLACEMENTS = 16
 
 
 @dataclass
@@ -40,42 +49,84 @@ class Sample:
     ignore: Tensor
     original_size: tuple[int, int]
     image_id: int
+    skipped: tuple[str, ...] = ()  # images that failed to decode and were replaced by this one
 
 
 @dataclass
 class LoadFailure:
-    """Returned instead of a sample when an image cannot be decoded: the loader raises it in one line."""
+    """Returned instead of a sample when an image cannot be decoded (one line naming the file).
+
+    ``fatal``: no replacement could be found either; the loader stops with this message.
+    """
 
     message: str
+    fatal: bool = False
+
+
+@dataclass
+class Collated:
+    """What the collate hands the main process: the batch (None if every image failed) and the
+    one-line messages of the images that could not be decoded."""
+
+    batch: Batch | None
+    skipped: list[str]
+    fatal: str | None = None  # no readable image could be found: the loader stops with this
 
 
 class DetectionDataset(Dataset):
     """Map-style dataset: item ``(index, seed)`` -> transformed :class:`Sample`.
 
     ``seed`` (or None for deterministic transforms) seeds the random transform of this one image, so
-    results do not depend on which worker draws the image.
+    results do not depend on which worker draws the image. With ``replace_unreadable`` (training),
+    an image that cannot be decoded is replaced by the next readable one; otherwise (evaluation) the
+    item is a :class:`LoadFailure`.
     """
 
-    def __init__(self, records: list[ImageRecord], transform: v2.Transform, *, crop_size: int | None = None) -> None:
+    def __init__(
+        self,
+        records: list[ImageRecord],
+        transform: v2.Transform,
+        *,
+        crop_size: int | None = None,
+        max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        replace_unreadable: bool = False,
+    ) -> None:
         self.records = records
         self.transform = transform
         self.crop_size = crop_size
+        self.max_pixels = max_pixels
+        self.replace_unreadable = replace_unreadable
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, item: tuple[int, int | None]) -> Sample | LoadFailure:
-        index, seed = item
-        record = self.records[index]
-        try:
-            image = load_image(record.path)
-        except DynatssError as error:
-            return LoadFailure(str(error))
+    def _decode(self, record: ImageRecord) -> Tensor:
+        image = load_image(record.path, max_pixels=self.max_pixels)
         if tuple(image.shape[-2:]) != (record.height, record.width):
-            return LoadFailure(
+            raise DynatssError(
                 f"{record.path}: image is now {image.shape[-1]}x{image.shape[-2]}, "
                 f"was {record.width}x{record.height} when the dataset was read"
             )
+        return image
+
+    def __getitem__(self, item: tuple[int, int | None]) -> Sample | LoadFailure:
+        index, seed = item
+        failures: list[str] = []
+        attempts = min(len(self.records), _MAX_REPLACEMENTS) if self.replace_unreadable else 1
+        for offset in range(attempts):
+            record = self.records[(index + offset) % len(self.records)]
+            try:
+                image = self._decode(record)
+            except DynatssError as error:
+                failures.append(str(error))
+                continue
+            return self._sample(record, image, seed, tuple(failures))
+        if not self.replace_unreadable:
+            return LoadFailure(failures[0])
+        more = f"; and the next {attempts - 1} images failed too" if attempts > 1 else ""
+        return LoadFailure(failures[0] + more, fatal=True)
+
+    def _sample(self, record: ImageRecord, image: Tensor, seed: int | None, skipped: tuple[str, ...]) -> Sample:
         boxes = torch.from_numpy(record.boxes).reshape(-1, 4)
         labels, ignore = torch.from_numpy(record.labels), torch.from_numpy(record.ignore)
         if seed is None:
@@ -97,14 +148,12 @@ class DetectionDataset(Dataset):
             ignore=ignore,
             original_size=(record.height, record.width),
             image_id=record.image_id,
+            skipped=skipped,
         )
 
 
-def collate(samples: list[Sample | LoadFailure], size_divisibility: int) -> Batch | LoadFailure:
+def collate(samples: list[Sample], size_divisibility: int) -> Batch:
     """Pad images (bottom/right) to a multiple of ``size_divisibility`` and GTs to G = max per image."""
-    for sample in samples:
-        if isinstance(sample, LoadFailure):
-            return sample
     batch_size = len(samples)
     max_h = max(s.image.shape[-2] for s in samples)
     max_w = max(s.image.shape[-1] for s in samples)
@@ -148,13 +197,20 @@ def _pad_boxes(per_image: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, 
 
 
 class _Collate:
-    """Picklable collate for worker processes."""
+    """Picklable collate for worker processes: the batch of the decoded samples, and the failures."""
 
     def __init__(self, size_divisibility: int) -> None:
         self.size_divisibility = size_divisibility
 
-    def __call__(self, samples: list[Sample | LoadFailure]) -> Batch | LoadFailure:
-        return collate(samples, self.size_divisibility)
+    def __call__(self, items: list[Sample | LoadFailure]) -> Collated:
+        fatal = [item.message for item in items if isinstance(item, LoadFailure) and item.fatal]
+        if fatal:
+            return Collated(batch=None, skipped=[], fatal=fatal[0])
+        samples = [item for item in items if isinstance(item, Sample)]
+        skipped = [item.message for item in items if isinstance(item, LoadFailure)]
+        skipped += [message for sample in samples for message in sample.skipped]
+        batch = collate(samples, self.size_divisibility) if samples else None
+        return Collated(batch=batch, skipped=skipped)
 
 
 def aspect_groups(records: list[ImageRecord]) -> np.ndarray:
@@ -198,11 +254,23 @@ def _worker_init(_worker_id: int) -> None:
     torch.set_num_threads(1)  # one thread per worker; the workers are the parallelism
 
 
-def _checked(batches: Iterator[Batch | LoadFailure]) -> Iterator[Batch]:
-    for batch in batches:
-        if isinstance(batch, LoadFailure):
-            raise DynatssError(batch.message)
-        yield batch
+def warn_on_stderr(message: str) -> None:
+    """Print ``warning: message`` without breaking a progress bar."""
+    tqdm.write(f"warning: {message}", file=sys.stderr)
+
+
+def _checked(items: Iterator[Collated], warn: Callable[[str], None], action: str) -> Iterator[Batch]:
+    """Yield the batches; warn once per unreadable image; stop (one line) when a dataset is gone."""
+    warned: set[str] = set()
+    for item in items:
+        if item.fatal is not None:
+            raise DynatssError(item.fatal)
+        for message in item.skipped:
+            if message not in warned:
+                warned.add(message)
+                warn(f"{message}; {action}")
+        if item.batch is not None:
+            yield item.batch
 
 
 def build_train_loader(
@@ -215,38 +283,54 @@ def build_train_loader(
     world_size: int = 1,
     pin_memory: bool = False,
     start_iter: int = 0,
+    warn: Callable[[str], None] = warn_on_stderr,
 ) -> Iterator[Batch]:
     """Infinite iterator of training batches (``batch_size`` per process); see the module docstring."""
     groups = aspect_groups(records) if data_cfg.group_by_aspect_ratio else np.zeros(len(records), np.int64)
     batches = train_batch_indices(
         groups, batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, start_iter=start_iter
     )
+    dataset = DetectionDataset(
+        records, build_transforms(data_cfg, train=True), crop_size=data_cfg.crop_size,
+        max_pixels=data_cfg.max_image_pixels, replace_unreadable=True,
+    )
     loader = DataLoader(
-        DetectionDataset(records, build_transforms(data_cfg, train=True), crop_size=data_cfg.crop_size),
+        dataset,
         batch_sampler=batches,
         num_workers=data_cfg.num_workers,
         collate_fn=_Collate(data_cfg.size_divisibility),
         pin_memory=pin_memory,
         worker_init_fn=_worker_init if data_cfg.num_workers > 0 else None,
     )
-    return _checked(iter(loader))
+    return _checked(iter(loader), warn, "replaced by the next readable image")
 
 
 class TestLoader:
-    """Finite, re-iterable test loader: deterministic order, each record once over all ranks."""
+    """Finite, re-iterable test loader: deterministic order, each record once over all ranks.
 
-    def __init__(self, loader: DataLoader) -> None:
+    Images that cannot be decoded are left out (a warning each); the evaluation scores only the
+    images that were seen (see engine/evaluate.py).
+    """
+
+    def __init__(self, loader: DataLoader, warn: Callable[[str], None] = warn_on_stderr) -> None:
         self.loader = loader
+        self.warn = warn
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[Batch]:
-        return _checked(iter(self.loader))
+        return _checked(iter(self.loader), self.warn, "left out of the evaluation")
 
 
 def build_test_loader(
-    records: list[ImageRecord], data_cfg: DataConfig, *, batch_size: int, rank: int = 0, world_size: int = 1
+    records: list[ImageRecord],
+    data_cfg: DataConfig,
+    *,
+    batch_size: int,
+    rank: int = 0,
+    world_size: int = 1,
+    warn: Callable[[str], None] = warn_on_stderr,
 ) -> TestLoader:
     """Rank r gets records r, r + world_size, ... in order (no padding duplicates), no flip."""
     indices = list(range(rank, len(records), world_size))
@@ -255,10 +339,10 @@ def build_test_loader(
         for start in range(0, len(indices), batch_size)
     ]
     loader = DataLoader(
-        DetectionDataset(records, build_transforms(data_cfg, train=False)),
+        DetectionDataset(records, build_transforms(data_cfg, train=False), max_pixels=data_cfg.max_image_pixels),
         batch_sampler=batches,
         num_workers=data_cfg.num_workers,
         collate_fn=_Collate(data_cfg.size_divisibility),
         worker_init_fn=_worker_init if data_cfg.num_workers > 0 else None,
     )
-    return TestLoader(loader)
+    return TestLoader(loader, warn)

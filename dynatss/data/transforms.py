@@ -4,21 +4,23 @@ Images stay uint8 [3, H, W] in 0..255: the model normalises inside, so nothing h
 float. Boxes travel as ``tv_tensors.BoundingBoxes`` (XYXY, canvas_size) so torchvision moves them
 with the pixels. Training: resize keeping the aspect ratio with the shorter side drawn per image from
 ``min_sizes`` and the longer side at most ``max_size`` (detectron2's ResizeShortestEdge), horizontal
-flip, optional colour jitter. Test: shorter side ``test_min_size``, no flip.
+flip, optional colour jitter. Test: shorter side ``test_min_size``, no flip. No side is ever resized
+below 1 pixel (a 4000 x 4 image under ``max_size`` 512 keeps a 1-pixel side). Decoding is
+:mod:`dynatss.data.decode`'s, the same for every reader of pixels.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 from torchvision import tv_tensors
-from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms import v2
 
-from dynatss.config import DataConfig
-from dynatss.errors import DynatssError
+from dynatss.config import DEFAULT_MAX_IMAGE_PIXELS, DataConfig
+from dynatss.data.decode import decode_image
 
 # Objects less than this fraction inside a training crop (data.crop_size) become ignore regions:
 # neither positives nor negatives, so a sliver of a car at the crop border teaches nothing wrong.
@@ -27,12 +29,24 @@ CROP_MIN_VISIBLE = 0.5
 _JITTER = {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.02}
 
 
+class ResizeShortestEdge(v2.RandomShortestSize):
+    """torchvision's RandomShortestSize (same draws, same sizes) with every side kept >= 1 pixel.
+
+    RandomShortestSize truncates ``side * scale`` to an int, which is 0 for the short side of an
+    extreme aspect ratio (4000 x 4 capped by ``max_size``) and makes ``resize`` fail.
+    """
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = super().make_params(flat_inputs)["size"]
+        return dict(size=(max(1, height), max(1, width)))
+
+
 def build_transforms(data_cfg: DataConfig, *, train: bool) -> v2.Transform:
     """The v2 pipeline applied to (image uint8 [3, H, W], BoundingBoxes [N, 4])."""
     if not train:
-        return v2.RandomShortestSize(min_size=[data_cfg.test_min_size], max_size=data_cfg.max_size)
+        return ResizeShortestEdge(min_size=[data_cfg.test_min_size], max_size=data_cfg.max_size)
     steps: list[v2.Transform] = [
-        v2.RandomShortestSize(min_size=list(data_cfg.min_sizes), max_size=data_cfg.max_size),
+        ResizeShortestEdge(min_size=list(data_cfg.min_sizes), max_size=data_cfg.max_size),
         v2.RandomHorizontalFlip(p=data_cfg.hflip_prob),
     ]
     if data_cfg.color_jitter:
@@ -40,18 +54,13 @@ def build_transforms(data_cfg: DataConfig, *, train: bool) -> v2.Transform:
     return v2.Compose(steps)
 
 
-def load_image(path: Path) -> Tensor:
-    """Decode an image file to uint8 RGB [3, H, W], EXIF orientation applied.
+def load_image(path: Path, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Tensor:
+    """Decode an image file to uint8 RGB [3, H, W], EXIF orientation applied (any bit depth).
 
-    Raises DynatssError (one line, naming the file) if the file cannot be read or decoded.
+    Raises DynatssError (one line, naming the file) if the file cannot be read or decoded, or has
+    more than ``max_pixels`` pixels.
     """
-    try:
-        data = read_file(str(path))
-        return decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
-    except (OSError, RuntimeError, ValueError) as error:
-        # torchvision's messages start with "function, source.cpp:line, "; keep the readable end.
-        message = (str(error).splitlines() or [type(error).__name__])[0].split(".cpp:")[-1].split(", ", 1)[-1]
-        raise DynatssError(f"{path}: cannot decode image ({message})") from None
+    return decode_image(path, max_pixels=max_pixels)
 
 
 def transform_sample(transform: v2.Transform, image: Tensor, boxes_xyxy: Tensor) -> tuple[Tensor, Tensor]:

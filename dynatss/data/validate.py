@@ -1,8 +1,13 @@
 """Turn what a reader parsed into clean :class:`ImageRecord` objects, recording every problem.
 
 The checks every format shares run here, once: duplicate image ids, file names pointing outside the
-dataset root, unreadable or truncated images, image sizes that disagree with the annotation,
-degenerate boxes (dropped) and boxes outside the image (clipped, a warning).
+dataset root (by name or by a symbolic link), unreadable, truncated or oversized images, image sizes
+that disagree with the annotation, degenerate boxes (dropped) and boxes outside the image (clipped).
+
+Severity says what is lost: an *error* drops an image or a real box, which the user should fix; a
+*warning* loses nothing of value (a zero-size box holds no box to learn; a clipped box keeps its
+visible part). Training skips both and goes on; ``data check`` exits 1 on errors (``--strict``: on
+warnings too).
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dynatss.data.files import image_sizes, safe_join
+from dynatss.data.decode import DEFAULT_MAX_PIXELS
+from dynatss.data.files import resolves_inside, safe_join
 from dynatss.data.problems import Problem
 from dynatss.data.records import ImageRecord
+from dynatss.data.scan import header_sizes, scan_images
 
 # Boxes at most this far (pixels) outside the image are clipped silently: float rounding, e.g. of
 # YOLO's normalised coordinates, is not an annotation problem.
@@ -46,10 +53,16 @@ class RawImage:
     normalized: bool = False
 
 
-def build_records(raws: list[RawImage], *, verify: bool = False) -> tuple[list[ImageRecord], list[Problem]]:
-    """Check ``raws`` and return the clean records and the problems found.
+def build_records(
+    raws: list[RawImage], *, root: Path, verify: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[list[ImageRecord], list[Problem]]:
+    """Check ``raws`` (images of the dataset at ``root``); return the clean records and the problems.
 
-    ``verify`` decodes every image fully (``dynatss data check``); otherwise only headers are read.
+    An image, symbolic links followed, must lie inside ``root`` or inside the folder its entry names
+    (a YOLO data.yaml may list split folders elsewhere).
+
+    ``verify`` decodes every image fully (``data check``, ``train``; cached, see scan.py), otherwise
+    only headers are read. Images over ``max_pixels`` pixels are refused either way.
     """
     problems: list[Problem] = []
     seen_ids: set[int] = set()
@@ -67,9 +80,18 @@ def build_records(raws: list[RawImage], *, verify: bool = False) -> tuple[list[I
                 Problem(raw.source, f"file_name '{raw.file_name}' points outside the dataset root; not read")
             )
             continue
+        if not (resolves_inside(path, root) or resolves_inside(path, raw.image_dir)):
+            problems.append(
+                Problem(path, f"symbolic link to {path.resolve()}, outside the dataset root {root}; not read")
+            )
+            continue
         located.append((raw, path))
 
-    sizes = image_sizes([path for _, path in located], verify=verify)
+    paths = [path for _, path in located]
+    if verify:
+        sizes = scan_images(paths, root=root, max_pixels=max_pixels)
+    else:
+        sizes = header_sizes(paths, max_pixels=max_pixels)
     records = []
     for (raw, path), size in zip(located, sizes):
         if isinstance(size, str):
@@ -104,7 +126,9 @@ def _clean_record(raw: RawImage, path: Path, width: int, height: int, problems: 
         if not (x2 > x1 and y2 > y1) or not np.all(np.isfinite(obj.box)):
             problems.append(
                 Problem(
-                    raw.source, f"{where}: degenerate box {_fmt(obj.box)} (zero or negative size); skipped"
+                    raw.source,
+                    f"{where}: degenerate box {_fmt(obj.box)} (zero or negative size); skipped",
+                    "warning",
                 )
             )
             continue

@@ -15,7 +15,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from dynatss.data.files import link_or_copy, safe_join, write_text_atomic
+from dynatss.data.decode import DEFAULT_MAX_PIXELS
+from dynatss.data.files import link_or_copy, resolves_inside, safe_join, write_text_atomic
 from dynatss.data.problems import Problem
 from dynatss.data.records import DatasetMeta, ImageRecord
 from dynatss.data.validate import RawImage, RawObject, build_records
@@ -29,7 +30,12 @@ def voc_splits(root: Path) -> list[str]:
 
 
 def read_voc(
-    root: str | Path, split: str, *, class_names: list[str] | None = None, verify: bool = False
+    root: str | Path,
+    split: str,
+    *,
+    class_names: list[str] | None = None,
+    verify: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[list[ImageRecord], DatasetMeta, list[Problem]]:
     root = Path(root)
     split_file = root / "ImageSets" / "Main" / f"{split}.txt"
@@ -37,10 +43,17 @@ def read_voc(
         ids = [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
     except FileNotFoundError:
         raise DynatssError(f"{split_file}: VOC split file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DynatssError(f"{split_file}: cannot read the VOC split file ({error})") from None
     problems: list[Problem] = []
     parsed = [(file_id, _parse_xml(root, file_id, problems)) for file_id in ids]
     if class_names is None:
         class_names = _all_class_names(root)
+    if not class_names:
+        raise DynatssError(
+            f"{root / 'Annotations'}: no object names in any annotation file; a detector needs at least "
+            "one class (or pass --classes)"
+        )
     meta = DatasetMeta(class_names=tuple(class_names), category_ids=tuple(range(1, len(class_names) + 1)))
     label_of = {name: label for label, name in enumerate(class_names)}
     raws = []
@@ -61,7 +74,7 @@ def read_voc(
             if parsed_obj is not None:
                 raw.objects.append(parsed_obj)
         raws.append(raw)
-    records, more = build_records(raws, verify=verify)
+    records, more = build_records(raws, root=root, verify=verify, max_pixels=max_pixels)
     return records, meta, problems + more
 
 
@@ -72,21 +85,30 @@ def _parse_xml(root: Path, file_id: str, problems: list[Problem]) -> ET.Element 
             Problem(root / "ImageSets", f"image id '{file_id}' points outside the dataset root; not read")
         )
         return None
+    if not resolves_inside(xml_path, root):
+        problems.append(
+            Problem(xml_path, f"symbolic link to {xml_path.resolve()}, outside the dataset root; not read")
+        )
+        return None
     try:
         return ET.parse(xml_path).getroot()
     except FileNotFoundError:
         problems.append(Problem(xml_path, "annotation file not found; image skipped"))
     except ET.ParseError as error:
         problems.append(Problem(xml_path, f"not valid XML ({error}); image skipped"))
+    except (OSError, UnicodeDecodeError) as error:
+        problems.append(Problem(xml_path, f"cannot read the annotation file ({error}); image skipped"))
     return None
 
 
 def _all_class_names(root: Path) -> list[str]:
     names: set[str] = set()
     for xml_path in (root / "Annotations").glob("*.xml"):
+        if not resolves_inside(xml_path, root):
+            continue  # reported when its split is read
         try:
             tree = ET.parse(xml_path).getroot()
-        except ET.ParseError:
+        except (ET.ParseError, OSError, UnicodeDecodeError):
             continue  # reported when its split is read
         names.update((obj.findtext("name") or "").strip() for obj in tree.findall("object"))
     names.discard("")
@@ -124,6 +146,7 @@ def _parse_object(
                 xml_path,
                 f"{what}: degenerate box xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} ymax={ymax:g} "
                 "(zero or negative size); skipped",
+                "warning",
             )
         )
         return None

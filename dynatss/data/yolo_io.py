@@ -15,7 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from dynatss.data.files import IMAGE_SUFFIXES, link_or_copy, write_text_atomic
+from dynatss.data.decode import DEFAULT_MAX_PIXELS
+from dynatss.data.files import IMAGE_SUFFIXES, link_or_copy, resolves_inside, write_text_atomic
 from dynatss.data.problems import Problem
 from dynatss.data.records import DatasetMeta, ImageRecord
 from dynatss.data.validate import RawImage, RawObject, build_records
@@ -31,7 +32,7 @@ def read_yolo_names(root: Path) -> list[str]:
 
 
 def read_yolo(
-    root: str | Path, split: str, *, verify: bool = False
+    root: str | Path, split: str, *, verify: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> tuple[list[ImageRecord], DatasetMeta, list[Problem]]:
     data = read_data_yaml(Path(root))
     names = data.names
@@ -45,7 +46,7 @@ def read_yolo(
         if labels.exists():
             raw.objects = _parse_labels(labels, len(names), names, problems)
         raws.append(raw)
-    records, more = build_records(raws, verify=verify)
+    records, more = build_records(raws, root=data.root, verify=verify, max_pixels=max_pixels)
     return records, meta, problems + more
 
 
@@ -64,8 +65,16 @@ def _split_images(data: DataYaml, split: str) -> list[tuple[Path, str]]:
 
 
 def _parse_labels(path: Path, num_classes: int, names: list[str], problems: list[Problem]) -> list[RawObject]:
+    if not resolves_inside(path, path.parent):
+        problems.append(Problem(path, f"symbolic link to {path.resolve()}, outside its labels folder; not read"))
+        return []
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        problems.append(Problem(path, f"cannot read the label file ({error}); its boxes are skipped"))
+        return []
     objects = []
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         what = f"line {line_no}"

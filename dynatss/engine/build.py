@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from dynatss.config import Config, DataConfig
+from dynatss.config_values import DEVICE_PATTERN
 from dynatss.data.datasets import DatasetRead, read_dataset
 from dynatss.data.records import DatasetMeta
 from dynatss.engine.distributed import barrier
@@ -16,17 +17,27 @@ from dynatss.model.build import build_detector
 from dynatss.model.detector import DetectionModel
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` is CUDA when available, else the CPU; under torchrun each process takes its GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise DynatssError("train.device is 'cuda' but no CUDA device is available")
-        return torch.device("cuda", local_rank)
-    if name != "cpu":
-        raise DynatssError(f"train.device must be 'auto', 'cpu' or 'cuda', got {name!r}")
-    return torch.device("cpu")
+def resolve_device(name: str, local_rank: int = 0, *, setting: str = "train.device") -> torch.device:
+    """The one device rule of every command (train, eval, predict, report, the Python API).
+
+    ``"auto"`` (the default everywhere) is CUDA when available, else the CPU; ``"cuda"`` or
+    ``"gpu"`` is this process's GPU (under torchrun: its local rank); ``"cuda:N"`` is GPU N.
+    Asking for a GPU on a machine without one is a one-line error naming ``setting``.
+    """
+    text = str(name).strip().lower()
+    if not DEVICE_PATTERN.fullmatch(text):
+        raise DynatssError(f"{setting} = {name!r}: must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'gpu'")
+    if text == "cpu" or (text == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise DynatssError(
+            f"{setting} = {name!r}: no CUDA GPU is available on this machine (torch {torch.__version__}); "
+            "use 'cpu' or 'auto'"
+        )
+    index = int(text.split(":")[1]) if ":" in text else local_rank
+    if index >= torch.cuda.device_count():
+        raise DynatssError(f"{setting} = {name!r}: there is no GPU {index} ({torch.cuda.device_count()} visible)")
+    return torch.device("cuda", index)
 
 
 def prepare_synthetic(data: DataConfig, *, is_main: bool) -> Path:
@@ -46,11 +57,13 @@ def prepare_synthetic(data: DataConfig, *, is_main: bool) -> Path:
     return root
 
 
-def load_split(data: DataConfig, split: str) -> DatasetRead:
-    """Read one split; the synthetic data is COCO on disk (call :func:`prepare_synthetic` first)."""
-    if data.format == "synthetic":
-        return read_dataset("coco", data.root, split)
-    return read_dataset(data.format, data.root, split)
+def load_split(data: DataConfig, split: str, *, verify: bool = False) -> DatasetRead:
+    """Read one split; the synthetic data is COCO on disk (call :func:`prepare_synthetic` first).
+
+    ``verify`` decodes every image once (cached) to find unreadable ones before training starts.
+    """
+    fmt = "coco" if data.format == "synthetic" else data.format
+    return read_dataset(fmt, data.root, split, verify=verify, max_pixels=data.max_image_pixels)
 
 
 def with_num_classes(cfg: Config, meta: DatasetMeta) -> Config:

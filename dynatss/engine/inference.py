@@ -10,9 +10,16 @@ from typing import Any
 
 import torch
 
-from dynatss.config import Config, _merge, _parse_override, load_config
+from dynatss.config import Config, _merge, _parse_override, load_config, validate_config
 from dynatss.data.records import DatasetMeta
-from dynatss.engine.checkpoint import inference_state_dict, load_checkpoint, meta_from_dict, sidecar_path
+from dynatss.engine.build import resolve_device
+from dynatss.engine.checkpoint import (
+    inference_parts,
+    load_checkpoint,
+    meta_from_dict,
+    sidecar_path,
+    state_dict_mismatch,
+)
 from dynatss.errors import DynatssError
 from dynatss.model.build import build_detector
 from dynatss.model.detector import DetectionModel
@@ -21,20 +28,25 @@ from dynatss.model.detector import DetectionModel
 def config_from_dict(data: dict[str, Any], source: str | Path) -> Config:
     """The Config saved with a run (a plain dict) back as a Config, checked like a YAML file."""
     config = Config()
+    if not isinstance(data, dict):
+        raise DynatssError(f"{source}: the saved config is not a mapping")
     try:
         _merge(config, data, "")
+        validate_config(config)
     except DynatssError as error:
-        raise DynatssError(f"{source}: {error}") from None
+        raise DynatssError(f"{source}: saved config: {error}") from None
     return config
 
 
 def load_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str | Path) -> None:
-    """``load_state_dict`` with a one-line error when the weights do not fit the model."""
+    """``load_state_dict`` with a one-line error naming what does not fit (a key, both shapes)."""
+    mismatch = state_dict_mismatch(model, state_dict)
+    if mismatch is not None:
+        raise DynatssError(f"{source}: weights do not match the model ({mismatch})")
     try:
         model.load_state_dict(state_dict)
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()
-        detail = " ".join(line.strip() for line in first[:2])
+    except (RuntimeError, TypeError) as error:
+        detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise DynatssError(f"{source}: weights do not match the model ({detail})") from None
 
 
@@ -47,8 +59,8 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
         raise DynatssError(f"{path}: needs {sidecar.name} beside it (config and class names)")
     try:
         info = json.loads(sidecar.read_text())
-        config, meta = info["config"], meta_from_dict(info["meta"])
-    except (ValueError, KeyError, TypeError) as error:
+        config, meta = info["config"], meta_from_dict(info["meta"], sidecar)
+    except (ValueError, KeyError, TypeError, OSError) as error:
         raise DynatssError(f"{sidecar}: not a dynatss weights description ({error!r})") from None
     try:
         state_dict = load_file(str(path))
@@ -62,7 +74,7 @@ def apply_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> C
     config = copy.deepcopy(config)
     for text in overrides:
         _merge(config, _parse_override(text), "")
-    return config
+    return validate_config(config)
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], DatasetMeta]:
@@ -73,10 +85,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         if not path.is_file():
             raise DynatssError(f"{path}: weights file not found")
         return _read_safetensors(path)
-    checkpoint = load_checkpoint(path)
-    if "config" not in checkpoint or "meta" not in checkpoint:
-        raise DynatssError(f"{path}: checkpoint lacks its config/meta (not written by dynatss train?)")
-    return inference_state_dict(checkpoint), checkpoint["config"], meta_from_dict(checkpoint["meta"])
+    return inference_parts(load_checkpoint(path), path)
 
 
 def resolve_config(
@@ -127,4 +136,6 @@ def load_detector(
     config = resolve_config(saved, path, meta, config=config, overrides=overrides)
     model = build_detector(dataclasses.replace(config.model, pretrained=None))  # weights: the file's
     load_weights(model, state_dict, path)
+    if isinstance(device, str):  # "auto", "cuda", "gpu", ...: the one device rule of every command
+        device = resolve_device(device, setting="device")
     return model.to(device).eval(), config, meta

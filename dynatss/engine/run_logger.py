@@ -14,6 +14,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from dynatss.atomic import atomic_write_text
+
 # Train-line keys that go to TensorBoard under "assign/" rather than "train/": the label
 # assignment statistics the paper discusses (positives per GT, predicted vs anchor IoUs).
 ASSIGN_KEYS = ("num_pos", "pos_per_gt", "mean_piou", "mean_aiou")
@@ -43,7 +45,7 @@ def truncate_metrics(path: Path, last_iteration: int) -> None:
     if not path.is_file():
         return
     kept = [line for line in path.read_text().splitlines() if line.strip() and _line_iter(line) <= last_iteration]
-    path.write_text("".join(line + "\n" for line in kept))
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def _line_iter(line: str) -> int:

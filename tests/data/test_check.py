@@ -53,11 +53,13 @@ def test_image_size_differing_from_annotation(tmp_path, capsys):
     _line(lines, "error:", "instances_train.json", "image 'a.png' is 40x30 but the annotation says 41x30")
 
 
-def test_degenerate_box(tmp_path, capsys):
+def test_degenerate_box_is_a_warning_unless_strict(tmp_path, capsys):
+    # Training skips a zero-size box and goes on: the check agrees (exit 0), --strict fails on it.
     write_coco(tmp_path, tweak=lambda d: d["annotations"][0].update(bbox=[5, 5, 0, 10]))
     code, lines, _ = _check(capsys, tmp_path)
-    assert code == 1
-    _line(lines, "error:", "image 'a.png' annotation id 1 (cat): degenerate box [5, 5, 5, 15]")
+    assert code == 0
+    _line(lines, "warning:", "image 'a.png' annotation id 1 (cat): degenerate box [5, 5, 5, 15]")
+    assert main(["data", "check", str(tmp_path), "--strict"]) == 1
     assert read_dataset("coco", tmp_path, "train").records[0].labels.tolist() == [1]
 
 
@@ -126,8 +128,8 @@ def test_voc_degenerate_box_checked_on_raw_coordinates(tmp_path, capsys):
     objects = SPEC[0][2] + [(4, 4, 5, 5, 0, False)]  # written as xmin=5 ymin=5 xmax=5 ymax=5
     (tmp_path / "Annotations" / "a.xml").write_text(voc_xml("a.png", (40, 30), objects))
     code, lines, _ = _check(capsys, tmp_path)
-    assert code == 1
-    _line(lines, "error:", "a.xml", "object 3 (cat): degenerate box xmin=5 ymin=5 xmax=5 ymax=5")
+    assert code == 0
+    _line(lines, "warning:", "a.xml", "object 3 (cat): degenerate box xmin=5 ymin=5 xmax=5 ymax=5")
 
 
 def test_duplicate_annotation_ids(tmp_path, capsys):

@@ -123,12 +123,31 @@ def test_test_loader_covers_each_record_once_over_ranks(records):
 
 
 @pytest.mark.parametrize("workers", [0, 1])
-def test_image_unreadable_mid_training_is_one_line_error(records, workers):
+def test_image_unreadable_mid_training_is_replaced_with_one_warning(records, workers):
     records[3].path.write_bytes(b"broken")
     cfg = DataConfig(**{**vars(CFG), "num_workers": workers})
-    stream = build_train_loader(records, cfg, batch_size=2, seed=0)
+    warnings: list[str] = []
+    stream = build_train_loader(records, cfg, batch_size=2, seed=0, warn=warnings.append)
+    batches = [next(stream) for _ in range(12)]  # three epochs: the bad image is drawn three times
+    assert all(len(batch) == 2 for batch in batches)
+    assert records[3].image_id not in {i for batch in batches for i in batch.image_ids.tolist()}
+    assert len(warnings) == 1 and str(records[3].path) in warnings[0] and "replaced" in warnings[0]
+    assert "\n" not in warnings[0]
+
+
+def test_training_stops_in_one_line_when_no_image_can_be_read(records):
+    for record in records:
+        record.path.write_bytes(b"broken")
+    stream = build_train_loader(records, CFG, batch_size=2, seed=0, warn=lambda message: None)
     with pytest.raises(DynatssError) as info:
-        for _ in range(8):
-            next(stream)
-    message = str(info.value)
-    assert str(records[3].path) in message and "cannot decode image" in message and "\n" not in message
+        next(stream)
+    assert "\n" not in str(info.value) and "failed too" in str(info.value)
+
+
+def test_test_loader_leaves_out_an_unreadable_image_with_a_warning(records):
+    records[1].path.write_bytes(b"broken")
+    warnings: list[str] = []
+    batches = list(build_test_loader(records, CFG, batch_size=2, warn=warnings.append))
+    ids = [i for batch in batches for i in batch.image_ids.tolist()]
+    assert ids == [r.image_id for r in records if r is not records[1]]
+    assert len(warnings) == 1 and str(records[1].path) in warnings[0] and "left out" in warnings[0]

@@ -1,3 +1,5 @@
+import errno
+import os
 import random
 
 import numpy as np
@@ -36,14 +38,14 @@ def test_failure_mid_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "last.pth"
     ckpt.save_checkpoint(small_state(1), path)
 
-    def crash_after_partial_write(obj, target, *args, **kwargs):
-        with open(target, "wb") as handle:
-            handle.write(b"PK\x03\x04 partial")
-        raise OSError("disk full")
+    def crash_after_partial_write(obj, handle, *args, **kwargs):
+        handle.write(b"PK\x03\x04 partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(torch, "save", crash_after_partial_write)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(DynatssError, match="last.pth: cannot write .No space left on device.") as error:
         ckpt.save_checkpoint(small_state(2), path)
+    assert "\n" not in str(error.value)
     monkeypatch.undo()
     assert ckpt.load_checkpoint(path)["iter"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]  # no temporary file left

@@ -79,7 +79,8 @@ def test_no_detections_give_ap_zero_without_crashing():
 
 
 def test_evaluate_runs_the_model_and_handles_no_detections(synthetic_root, tmp_path):
-    cfg = load_config(None, tiny_overrides(synthetic_root, tmp_path) + ["inference.score_threshold=1.1"])
+    cfg = load_config(None, tiny_overrides(synthetic_root, tmp_path))
+    cfg.inference.score_threshold = 1.1  # above any score (a config file may not say so: range [0, 1])
     dataset = read_dataset("coco", synthetic_root, "val")
     cfg.model.num_classes = dataset.meta.num_classes
     model = build_detector(cfg.model)
