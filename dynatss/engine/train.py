@@ -212,7 +212,7 @@ def _loop(cfg, ctx, device, state, train_model, criterion, batches, test_loader,
         logger.step()
         done = state.iteration == solver.max_iter
         if state.iteration % run.log_period == 0 or done:
-            values = mean_over_ranks(window.pop(), device)
+            values = mean_over_ranks({key: float(value) for key, value in window.pop().items()}, device)
             # Step time only (data + forward + backward), not evaluation or checkpointing.
             values["images_per_s"] = solver.batch_size / max(values.pop("seconds"), 1e-9)
             logger.train(state.iteration, values)
@@ -224,14 +224,15 @@ def _loop(cfg, ctx, device, state, train_model, criterion, batches, test_loader,
     return final
 
 
-def _step(state, train_model, criterion, batch, cfg, autocast, device) -> dict[str, float]:
+def _step(state, train_model, criterion, batch, cfg, autocast, device) -> dict[str, float | torch.Tensor]:
     """One SGD step; returns the logged values. Stops the run on a NaN/inf loss before any update."""
     with autocast:
         outputs = train_model(batch.images)
     result = criterion(float_outputs(outputs), batch, state.iteration / cfg.solver.max_iter)
-    if any_rank(not bool(torch.isfinite(result.total)), device):
+    values = _logged_values(result)
+    if any_rank(not math.isfinite(values["loss"]), device):
         raise DynatssError(
-            f"loss is {result.total.item()} at iteration {state.iteration + 1}; stopped "
+            f"loss is {values['loss']} at iteration {state.iteration + 1}; stopped "
             f"(last good checkpoint kept in {cfg.train.output_dir}/checkpoints; try a lower solver.base_lr)"
         )
     state.optimizer.zero_grad(set_to_none=True)
@@ -246,10 +247,22 @@ def _step(state, train_model, criterion, batch, cfg, autocast, device) -> dict[s
     state.scheduler.step()
     if state.ema is not None:
         state.ema.update_parameters(state.model)
-    values = {"loss": float(result.total.detach()), "grad_norm": float(grad_norm)}
-    values.update({key: float(value) for key, value in result.terms.items()})
-    values.update({key: float(value) for key, value in result.stats.items()})
+    # A tensor: summed over the log window on the device and fetched once per log line (_loop),
+    # so the step keeps its single host-device sync.
+    values["grad_norm"] = grad_norm.detach()
     return values
+
+
+def _logged_values(result: LossOutput) -> dict[str, float]:
+    """Loss, its terms and the assignment statistics as numbers, in ONE host-device sync.
+
+    The NaN check needs the loss on the host before the update anyway; fetching every logged value
+    in the same transfer saves one sync per value (each a stall of the GPU queue).
+    """
+    device = result.total.device
+    tensors = {"loss": result.total.detach(), **result.terms, **result.stats}
+    numbers = torch.stack([torch.as_tensor(v, device=device).float().reshape(()) for v in tensors.values()])
+    return dict(zip(tensors, numbers.tolist()))
 
 
 def _evaluate(cfg, ctx, device, state, test_loader, val_set, meta, logger, checkpoint_dir) -> EvalResult | None:

@@ -20,11 +20,12 @@ from dynatss.data.batch import Batch
 
 @dataclass
 class LossOutput:
-    """total: scalar to backpropagate; terms: detached loss terms; stats: assignment statistics."""
+    """total: scalar to backpropagate; terms: detached loss terms; stats: assignment statistics
+    (all scalar tensors)."""
 
     total: Tensor
     terms: dict[str, Tensor]
-    stats: dict[str, float]
+    stats: dict[str, Tensor]
 
 
 def average_over_processes(value: Tensor) -> Tensor:
@@ -97,13 +98,18 @@ def weight_normaliser(weights: Tensor) -> Tensor:
     return average_over_processes(weights.sum()).clamp(min=1.0)
 
 
-def statistics(positives: Positives, batch: Batch, pos_pred_ious: Tensor) -> dict[str, float]:
-    """What the dynamic assignment does, for logging: positives per GT, mean PIoU / AIoU."""
+def statistics(positives: Positives, batch: Batch, pos_pred_ious: Tensor) -> dict[str, Tensor]:
+    """What the dynamic assignment does, for logging: positives per GT, mean PIoU / AIoU.
+
+    Scalar tensors on the batch's device, not Python floats: the training step turns everything it
+    logs into numbers with one host-device sync (dynatss.engine.train._step).
+    """
     positive = positives.assignment.positive
-    num_pos = len(positives)
+    num_pos = torch.tensor(float(len(positives)), device=positive.device)
+    zero = num_pos.new_zeros(())
     return {
-        "num_pos": float(num_pos),
-        "pos_per_gt": num_pos / max(int(batch.gt_valid.sum()), 1),
-        "mean_piou": float(pos_pred_ious.mean()) if num_pos else 0.0,
-        "mean_aiou": float(positives.assignment.anchor_ious[positive].mean()) if num_pos else 0.0,
+        "num_pos": num_pos,
+        "pos_per_gt": num_pos / batch.gt_valid.sum().clamp(min=1),
+        "mean_piou": pos_pred_ious.detach().float().mean() if len(positives) else zero,
+        "mean_aiou": positives.assignment.anchor_ious[positive].float().mean() if len(positives) else zero,
     }
