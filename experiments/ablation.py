@@ -37,12 +37,7 @@ from dynatss.atomic import atomic_write_text
 from dynatss.config import load_config
 from dynatss.engine.lr_schedule import describe_lr
 from dynatss.errors import DynatssError
-from experiments.results_doc import (
-    GRID_FILE,
-    RUN_FILE,
-    final_metrics,
-    write_results,
-)
+from experiments.results_doc import GRID_FILE, RUN_FILE, final_metrics, read_json, write_results
 from experiments.variants import VARIANTS, Variant, find_variants
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,7 +186,7 @@ def _start_grid(args, dataset_config: Path, cfg, seeds: list[int], argv: list[st
     """Record this invocation in the dataset's grid.json (committed beside its runs)."""
     archive_root = args.results / args.dataset
     grid_path = archive_root / GRID_FILE
-    grid = _read_json(grid_path) or {}
+    grid = read_json(grid_path) or {}
     invocation = shlex.join(["python", "experiments/ablation.py", *(argv if argv is not None else sys.argv[1:])])
     grid = {**grid, "base_config": os.path.relpath(args.config.resolve(), ROOT),
             "dataset_config": os.path.relpath(dataset_config, ROOT), "max_iter": cfg.solver.max_iter,
@@ -199,13 +194,6 @@ def _start_grid(args, dataset_config: Path, cfg, seeds: list[int], argv: list[st
             "invocations": [*grid.get("invocations", []), invocation]}
     atomic_write_text(grid_path, json.dumps(grid, indent=1))
     return grid, archive_root
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -124,7 +124,7 @@ def collect(variants: list[Variant], seeds: list[int], root: Path, max_iter: int
         row = Row(variant, list(seeds))
         for seed in seeds:
             run_dir = root / variant.name / f"seed{seed}"
-            info = _read_json(run_dir / RUN_FILE)
+            info = read_json(run_dir / RUN_FILE)
             metrics = final_metrics(run_dir, max_iter)
             if info is not None:
                 infos.append({**info, "run_dir": str(run_dir)})
@@ -137,7 +137,7 @@ def collect(variants: list[Variant], seeds: list[int], root: Path, max_iter: int
     return rows, infos
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -176,7 +176,7 @@ class DatasetResults:
 
 def dataset_results(root: Path, figure_dir: Path) -> DatasetResults:
     """The rows of every variant and seed committed under ``root`` = docs/results/runs/<dataset>."""
-    grid = _read_json(root / GRID_FILE) or {}
+    grid = read_json(root / GRID_FILE) or {}
     present = {p.name for p in root.iterdir() if p.is_dir()}
     variants = [v for v in VARIANTS if v.name in present]
     seeds = sorted({int(p.name[4:]) for v in variants for p in (root / v.name).glob("seed*") if p.name[4:].isdigit()})
