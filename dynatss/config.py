@@ -149,6 +149,11 @@ class DataConfig:
     # the whole image; evaluation sees the whole resized image. Objects mostly outside a crop
     # become ignore regions (dynatss.data.transforms.CROP_MIN_VISIBLE).
     crop_size: int | None = None
+    # Images per evaluation batch, per process. 1 (mmdetection's and detectron2's default): each
+    # image is padded only to its own size, so its detections do not depend on which images share
+    # its batch (a 640x512 photo batched with a 910x512 one would otherwise be scored with a black
+    # band beside it); on a CPU one image at a time is also the fastest per image.
+    test_batch_size: int = 1
     size_divisibility: int = 128
     group_by_aspect_ratio: bool = True
     num_workers: int = 2

@@ -115,6 +115,7 @@ VALUE_RANGES: dict[str, Range] = {
     "data.num_workers": NON_NEGATIVE,
     "data.max_image_pixels": AT_LEAST_ONE,
     "data.crop_size": AT_LEAST_ONE,
+    "data.test_batch_size": AT_LEAST_ONE,
     "data.synthetic_train_images": AT_LEAST_ONE,
     "data.synthetic_val_images": NON_NEGATIVE,
     "data.synthetic_image_size": Range(low=32),

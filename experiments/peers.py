@@ -224,7 +224,7 @@ def train_peer(name: str, cfg: Config) -> EvalResult:
                 means = window.pop()
                 means["images_per_s"] = solver.batch_size / max(means.pop("seconds"), 1e-9)
                 logger.train(iteration + 1, means)
-        loader = build_test_loader(val_set.records, cfg.data, batch_size=solver.batch_size)
+        loader = build_test_loader(val_set.records, cfg.data, batch_size=cfg.data.test_batch_size)
         result = evaluate_peer(model, loader, val_set.records, val_set.meta)
         logger.eval(solver.max_iter, result.metrics, result.per_class)
     finally:

@@ -58,7 +58,7 @@ def run_eval(cfg: Config, weights: str | Path, split: str | None = None, output:
         load_weights(model, state_dict, weights)
         model.to(device).eval()
         loader = build_test_loader(
-            dataset.records, cfg.data, batch_size=max(1, cfg.solver.batch_size // ctx.world_size),
+            dataset.records, cfg.data, batch_size=cfg.data.test_batch_size,
             rank=ctx.rank, world_size=ctx.world_size,
         )
         result = evaluate(model, loader, dataset.records, dataset.meta, cfg, device)

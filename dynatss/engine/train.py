@@ -180,7 +180,7 @@ def _train(cfg, ctx, device, resume, overwrite, criterion_override) -> TrainResu
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     batches = _train_batches(train_set.records, cfg, ctx, device, state.iteration)
     test_loader = build_test_loader(
-        val_set.records, cfg.data, batch_size=per_rank_batch_size(cfg.solver.batch_size, ctx.world_size),
+        val_set.records, cfg.data, batch_size=cfg.data.test_batch_size,
         rank=ctx.rank, world_size=ctx.world_size,
     )
     logger = RunLogger(run_dir, enabled=ctx.is_main, max_iter=cfg.solver.max_iter, start_iter=state.iteration)

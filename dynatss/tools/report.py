@@ -158,7 +158,7 @@ def _analyse_checkpoint(checkpoint: Path, *, device: str | torch.device):
 
     detector, cfg, meta = load_detector(checkpoint, device=device)
     records = _validation_records(cfg, meta)
-    loader = build_test_loader(records, cfg.data, batch_size=max(1, cfg.solver.batch_size))
+    loader = build_test_loader(records, cfg.data, batch_size=cfg.data.test_batch_size)
     per_image = predict_split(detector, loader, meta, cfg, torch.device(device))
     detections = [d for image_id in sorted(per_image) for d in per_image[image_id]]
     seen = [record for record in records if record.image_id in per_image]  # decoded images only

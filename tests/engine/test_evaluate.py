@@ -89,3 +89,36 @@ def test_evaluate_runs_the_model_and_handles_no_detections(synthetic_root, tmp_p
     assert result.detections == []
     assert result.metrics["AP"] == 0.0
     assert model.training  # evaluate restores the mode it found
+
+
+def test_an_image_scores_the_same_whatever_images_share_its_evaluation(synthetic_root, tmp_path):
+    """data.test_batch_size 1 (the default): no padding from a larger neighbour in the batch."""
+    from torchvision.io import write_png
+
+    cfg = load_config(None, tiny_overrides(synthetic_root, tmp_path))
+    cfg.inference.score_threshold = 0.0
+    cfg.model.num_classes = 2
+    cfg.data.max_size = 288  # the wide image keeps its 96 x 288
+    generator = torch.Generator().manual_seed(0)
+    paths, sizes = [tmp_path / "square.png", tmp_path / "wide.png"], [(96, 96), (96, 288)]
+    for path, (height, width) in zip(paths, sizes):
+        write_png(torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=generator), str(path))
+    images = [ImageRecord(image_id=i + 1, path=path, width=w, height=h, boxes=np.array([[5, 5, 40, 40]], np.float32),
+                          labels=np.array([0], np.int64), ignore=np.zeros(1, bool))
+              for i, (path, (h, w)) in enumerate(zip(paths, sizes))]
+    torch.manual_seed(0)
+    model = build_detector(cfg.model).eval()
+    with torch.no_grad():  # scores that vary with the features, so that padding would show
+        model.head.cls_logits.weight.normal_(std=0.5)
+        model.head.cls_logits.bias.zero_()
+    meta = DatasetMeta(class_names=("a", "b"), category_ids=(1, 2))
+
+    def square_detections(records, batch_size):
+        loader = build_test_loader(records, cfg.data, batch_size=batch_size)
+        result = evaluate(model, loader, records, meta, cfg, torch.device("cpu"))
+        return sorted((d["score"], tuple(d["bbox"])) for d in result.detections if d["image_id"] == 1)
+
+    alone = square_detections(images[:1], cfg.data.test_batch_size)
+    assert cfg.data.test_batch_size == 1 and len(alone) > 0
+    assert square_detections(images, cfg.data.test_batch_size) == alone
+    assert square_detections(images, 2) != alone  # batched with the wide image, it is padded to 96x288
