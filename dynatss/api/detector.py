@@ -27,7 +27,12 @@ if TYPE_CHECKING:
 # Shown detections: a score of at least 0.3 (evaluation keeps everything above the config's 0.05,
 # which is right for AP but clutters a picture).
 DEFAULT_SCORE_THRESHOLD = 0.3
-DEFAULT_BATCH_SIZE = 8
+# Images per forward pass. 1: each image is padded only to its own size, so its detections do not
+# depend on the other inputs (a batch pads every image to the largest; the head's GroupNorm then
+# sees the padding). Larger batches trade that for throughput on a GPU.
+DEFAULT_BATCH_SIZE = 1
+# The frames of a video share one size, so batching them pads nothing.
+VIDEO_BATCH_SIZE = 8
 
 
 class Detector:
@@ -135,7 +140,7 @@ class Detector:
 
     def predict_video(
         self, path: str | Path, out_dir: str | Path, *, score_threshold: float | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int = VIDEO_BATCH_SIZE,
     ) -> VideoPrediction:
         """Detect in every frame of a video; write ``out_dir/<name>.mp4`` (drawn) and
         ``out_dir/<name>.jsonl`` (one JSON line per frame). Needs PyAV (``pip install 'dynatss[video]'``)."""

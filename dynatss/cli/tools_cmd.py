@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--out", required=True, help="folder for drawn images, videos and their JSON")
     predict.add_argument("--score-threshold", type=float, default=DEFAULT_PREDICT_THRESHOLD)
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda (or gpu), cuda:N (default: auto)")
-    predict.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
+    predict.add_argument("--batch-size", type=int, default=1,
+                         help="images per forward pass (1: no padding from other images; more: faster on a GPU)")
     predict.add_argument("--max-pixels", type=int,
                          help="refuse larger images (default: the run's data.max_image_pixels)")
     predict.set_defaults(func=run_predict)

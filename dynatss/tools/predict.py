@@ -108,7 +108,7 @@ def predict_files(
     out_dir: str | Path,
     *,
     score_threshold: float | None = None,
-    batch_size: int = 4,
+    batch_size: int = 1,
     max_pixels: int | None = None,
     warn: Callable[[str], None] = _warn,
 ) -> PredictSummary:

@@ -135,3 +135,11 @@ def test_evaluate_uses_the_checkpoint_config(tiny_run, tmp_path):
     assert "AP" in result.metrics
     assert len({d["image_id"] for d in json.loads(output.read_text())}) == 3
     assert isinstance(json.loads(output.read_text()), list)
+
+
+def test_an_image_gives_the_same_detections_alone_or_beside_a_larger_one(detector):
+    """The default batch of 1 pads each image only to its own size (no padding from a neighbour)."""
+    small, large = _image(80, 80, seed=3), _image(100, 300, seed=4)
+    alone = detector.predict(small)
+    assert len(alone) > 0
+    _same(detector.predict([large, small])[1], alone)
