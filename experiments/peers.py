@@ -179,7 +179,7 @@ def _step(model, optimizer, scheduler, batch: Batch, cfg: Config, iteration: int
     images, targets = peer_inputs(batch)
     losses = model(images, targets)
     total = sum(losses.values())
-    if not math.isfinite(float(total)):
+    if not math.isfinite(float(total.detach())):
         raise DynatssError(f"loss is {float(total)} at iteration {iteration + 1}; stopped (try a lower solver.base_lr)")
     optimizer.zero_grad(set_to_none=True)
     total.backward()
