@@ -17,6 +17,7 @@ from dynatss.atomic import atomic_write_text
 from dynatss.tools.compare import group_runs, plot_groups
 from dynatss.tools.plots import ASSIGN_PANELS, LOSS_BOX
 from dynatss.tools.runs import COCO_COLUMNS, RunLog, read_run
+from experiments.results_checks import dataset_checks, render_checks
 from experiments.variants import VARIANTS, Variant
 
 RUN_FILE = "run.json"
@@ -30,12 +31,18 @@ ASSIGNMENT_KEYS = ("pos_per_gt", "mean_aiou", "mean_piou", "loss_box")
 LAST_ITERATIONS = 50
 
 
-def final_metrics(run_dir: Path, max_iter: int) -> dict[str, float] | None:
-    """The COCO metrics of the run's evaluation at ``max_iter``, or None when the run is not finished."""
+def final_eval(run_dir: Path, max_iter: int) -> dict | None:
+    """The run's evaluation line at ``max_iter`` (metrics, per_class), or None when it is not finished."""
     if not (run_dir / "metrics.jsonl").is_file():
         return None
     evals = [line for line in read_run(run_dir).evals if int(line["iter"]) == max_iter]
-    return evals[-1]["metrics"] if evals else None
+    return evals[-1] if evals else None
+
+
+def final_metrics(run_dir: Path, max_iter: int) -> dict[str, float] | None:
+    """The COCO metrics of the run's evaluation at ``max_iter``, or None when the run is not finished."""
+    line = final_eval(run_dir, max_iter)
+    return line["metrics"] if line else None
 
 
 @dataclass
@@ -45,6 +52,7 @@ class Row:
     variant: Variant
     seeds: list[int]
     metrics: dict[int, dict[str, float]] = field(default_factory=dict)
+    per_class: dict[int, dict[str, float]] = field(default_factory=dict)
     wall_s: dict[int, float] = field(default_factory=dict)
     failed: list[int] = field(default_factory=list)
 
@@ -91,6 +99,22 @@ def render_per_seed(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_per_class(rows: list[Row]) -> str:
+    """Markdown table: AP (percent) of each class, mean ± std over seeds; empty for one class or none logged."""
+    classes = list(dict.fromkeys(name for row in rows for seed in row.per_class for name in row.per_class[seed]))
+    if len(classes) < 2:
+        return ""
+    lines = ["| Model | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
+    for row in rows:
+        cells = []
+        for name in classes:
+            values = [100 * pc[name] for pc in row.per_class.values() if isinstance(pc.get(name), float) and pc[name] >= 0]
+            summary = (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0) if values else None
+            cells.append(format_cell(summary, len(values)))
+        lines.append(f"| {row.variant.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def assignment_statistics(run_dir: Path, last: int = LAST_ITERATIONS) -> dict[str, float] | None:
     """Means over the last ``last`` logged iterations of metrics.jsonl (our detectors only)."""
     try:
@@ -125,7 +149,8 @@ def collect(variants: list[Variant], seeds: list[int], root: Path, max_iter: int
         for seed in seeds:
             run_dir = root / variant.name / f"seed{seed}"
             info = read_json(run_dir / RUN_FILE)
-            metrics = final_metrics(run_dir, max_iter)
+            line = final_eval(run_dir, max_iter)
+            metrics = line["metrics"] if line else None
             if info is not None:
                 infos.append({**info, "run_dir": str(run_dir)})
                 row.wall_s[seed] = float(info["wall_s"])
@@ -133,6 +158,7 @@ def collect(variants: list[Variant], seeds: list[int], root: Path, max_iter: int
                     row.failed.append(seed)
             if metrics is not None:
                 row.metrics[seed] = metrics
+                row.per_class[seed] = line.get("per_class") or {}
         rows.append(row)
     return rows, infos
 
@@ -192,7 +218,7 @@ def render_dataset(result: DatasetResults, doc: Path) -> list[str]:
     setup = result.grid.get("setup", {})
     lines = [
         f"## {result.name}", "",
-        f"Data `{setup.get('data', '?')}`; {setup.get('model', '')}; {setup.get('solver', '')}. "
+        f"Data: {setup.get('data', '?')}; {setup.get('model', '')}; {setup.get('solver', '')}. "
         f"Settings: `{result.grid.get('base_config', '?')}` + `{result.grid.get('dataset_config', '?')}` + "
         "each variant's `configs/ablations/<variant>.yaml`.", "",
         "COCO box AP (percent) on the evaluation split after the last iteration: mean ± sample std over "
@@ -201,6 +227,15 @@ def render_dataset(result: DatasetResults, doc: Path) -> list[str]:
         render_table(result.rows),
         "Per seed:", "",
         render_per_seed(result.rows),
+    ]
+    per_class = render_per_class(result.rows)
+    if per_class:
+        lines += ["AP per class (percent, mean ± std over seeds):", "", per_class]
+    checks = render_checks(dataset_checks(result.rows))
+    if checks:
+        lines += ["The issue's bars on this dataset (computed from the runs above by "
+                  "`experiments/results_checks.py`):", "", checks]
+    lines += [
         f"What the assignment did (training log, mean of the last {LAST_ITERATIONS} iterations, mean over "
         "seeds; the box loss is GIoU weighted by the quality target, so it compares runs with the same "
         "quality branch):", "",

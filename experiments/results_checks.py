@@ -1,0 +1,97 @@
+"""The issue's bars for one dataset, computed from the finished runs rather than written by hand.
+
+Convergence (each of our variants): the sample std of AP over seeds is at most 2 AP and no seed falls
+more than 3 AP below the variant's mean. Method: the full Dynamic ATSS recipe's mean AP is at least
+ATSS's and at least 3 AP above torchvision FCOS's. Table V pairs: each head with combined IoUs at least
+matches itself without, and VFNet is within 3 AP of ATSS. A check whose rows are missing is left out.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Protocol
+
+MAX_STD = 2.0  # AP points
+MAX_DROP = 3.0  # AP points below the variant's mean, for any seed
+FCOS_MARGIN = 3.0  # AP points the full method must clear torchvision FCOS by
+VFNET_MARGIN = 3.0  # AP points VFNet may trail ATSS by
+TOLERANCE = 1e-6  # AP points: a bar met exactly is met, whatever the float rounding of fraction x 100
+FULL = "ciou_qfl_iou"
+CONVERGENCE_VARIANTS = ("atss", FULL, "tv_fcos", "gflv2", "gflv2_ciou", "vfnet", "vfnet_ciou")
+
+
+class _Row(Protocol):
+    """What a check needs of a results row (experiments.results_doc.Row)."""
+
+    @property
+    def variant(self): ...
+
+    @property
+    def metrics(self) -> dict[int, dict[str, float]]: ...
+
+
+@dataclass(frozen=True)
+class Check:
+    """One bar: what it asks, what was measured, and whether the measurement meets it."""
+
+    bar: str
+    measured: str
+    met: bool
+
+
+def seed_aps(row: _Row) -> list[float]:
+    """AP in percent of every finished seed, in seed order."""
+    return [100 * row.metrics[seed]["AP"] for seed in sorted(row.metrics)]
+
+
+def convergence(row: _Row) -> Check | None:
+    """std over seeds <= MAX_STD and no seed more than MAX_DROP below the mean; None below 2 seeds."""
+    aps = seed_aps(row)
+    if len(aps) < 2:
+        return None
+    mean, std = statistics.fmean(aps), statistics.stdev(aps)
+    drop = mean - min(aps)
+    return Check(
+        f"{row.variant.label} converges (std <= {MAX_STD:g}, no seed > {MAX_DROP:g} below the mean)",
+        f"std {std:.1f}, worst seed {drop:.1f} below the mean {mean:.1f} ({len(aps)} seeds)",
+        std <= MAX_STD + TOLERANCE and drop <= MAX_DROP + TOLERANCE,
+    )
+
+
+def at_least(rows: dict[str, _Row], better: str, worse: str, margin: float = 0.0) -> Check | None:
+    """mean AP of ``better`` >= mean AP of ``worse`` + margin (minus margin when negative)."""
+    if better not in rows or worse not in rows or not rows[better].metrics or not rows[worse].metrics:
+        return None
+    mean_better = statistics.fmean(seed_aps(rows[better]))
+    mean_worse = statistics.fmean(seed_aps(rows[worse]))
+    bar = f"{rows[better].variant.label} >= {rows[worse].variant.label}"
+    if margin > 0:
+        bar += f" + {margin:g}"
+    elif margin < 0:
+        bar += f" - {-margin:g}"
+    return Check(bar, f"{mean_better:.1f} vs {mean_worse:.1f} ({mean_better - mean_worse:+.1f})",
+                 mean_better + TOLERANCE >= mean_worse + margin)
+
+
+def dataset_checks(rows: list[_Row]) -> list[Check]:
+    """Every bar whose rows were run on this dataset, in the issue's order."""
+    by_name = {row.variant.name: row for row in rows}
+    checks = [convergence(by_name[name]) for name in CONVERGENCE_VARIANTS if name in by_name]
+    checks += [
+        at_least(by_name, FULL, "atss"),
+        at_least(by_name, FULL, "tv_fcos", FCOS_MARGIN),
+        at_least(by_name, "gflv2_ciou", "gflv2"),
+        at_least(by_name, "vfnet_ciou", "vfnet"),
+        at_least(by_name, "vfnet", "atss", -VFNET_MARGIN),
+    ]
+    return [check for check in checks if check is not None]
+
+
+def render_checks(checks: list[Check]) -> str:
+    """Markdown table of the bars; empty when no bar applies."""
+    if not checks:
+        return ""
+    lines = ["| bar | measured (AP, percent) | met |", "|---|---|---|"]
+    lines += [f"| {c.bar} | {c.measured} | {'yes' if c.met else '**no**'} |" for c in checks]
+    return "\n".join(lines) + "\n"

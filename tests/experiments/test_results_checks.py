@@ -1,0 +1,61 @@
+"""The issue's bars are computed from the runs: each check must be able to fail."""
+
+from __future__ import annotations
+
+from experiments.results_checks import at_least, convergence, dataset_checks, render_checks
+from experiments.results_doc import Row, render_per_class
+from experiments.variants import VARIANTS_BY_NAME
+
+
+def _row(name: str, aps: list[float], per_class: list[dict[str, float]] | None = None) -> Row:
+    row = Row(VARIANTS_BY_NAME[name], list(range(len(aps))))
+    for seed, ap in enumerate(aps):
+        row.metrics[seed] = {"AP": ap / 100, "AP50": 0.5}
+        row.per_class[seed] = per_class[seed] if per_class else {}
+    return row
+
+
+def test_convergence_fails_on_a_large_std_and_on_one_bad_seed():
+    assert convergence(_row("atss", [50.0, 51.0, 52.0])).met
+    # std 2.5 > 2
+    assert not convergence(_row("atss", [50.0, 52.5, 55.0])).met
+    # Five seeds: std 1.8 <= 2, but the last seed is 3.2 below the mean.
+    wide = convergence(_row("atss", [56.0, 56.0, 56.0, 56.0, 52.0]))
+    assert not wide.met and "std 1.8" in wide.measured and "3.2 below" in wide.measured
+    assert convergence(_row("atss", [50.0])) is None  # one seed says nothing about convergence
+
+
+def test_full_method_bars_use_means_and_the_fcos_margin():
+    rows = {"ciou_qfl_iou": _row("ciou_qfl_iou", [54.0, 55.0]), "atss": _row("atss", [54.0, 56.0]),
+            "tv_fcos": _row("tv_fcos", [51.0, 52.0])}
+    assert not at_least(rows, "ciou_qfl_iou", "atss").met  # 54.5 < 55.0
+    fcos = at_least(rows, "ciou_qfl_iou", "tv_fcos", 3.0)
+    assert fcos.met and "+3.0" in fcos.measured  # 54.5 vs 51.5: exactly the margin
+    rows["tv_fcos"] = _row("tv_fcos", [51.6, 51.6])
+    assert not at_least(rows, "ciou_qfl_iou", "tv_fcos", 3.0).met
+    assert at_least(rows, "ciou_qfl_iou", "gflv2") is None  # not run: no check
+
+
+def test_vfnet_may_trail_atss_by_three():
+    rows = {"vfnet": _row("vfnet", [52.0]), "atss": _row("atss", [55.0])}
+    assert at_least(rows, "vfnet", "atss", -3.0).met
+    rows["vfnet"] = _row("vfnet", [51.9])
+    assert not at_least(rows, "vfnet", "atss", -3.0).met
+
+
+def test_dataset_checks_and_table_list_only_what_was_run():
+    rows = [_row("atss", [56.0, 55.0, 57.0]), _row("ciou_qfl_iou", [54.0, 54.5, 55.0]),
+            _row("tv_fcos", [50.0, 51.0, 52.0])]
+    checks = dataset_checks(rows)
+    assert len(checks) == 5  # three convergence checks, full >= ATSS, full >= FCOS + 3
+    assert [c.met for c in checks] == [True, True, True, False, True]
+    table = render_checks(checks)
+    assert table.count("\n") == 7 and "**no**" in table
+    assert render_checks([]) == ""
+
+
+def test_per_class_table_averages_seeds_and_skips_single_class_data():
+    rows = [_row("atss", [50.0, 52.0], [{"RBC": 0.6, "WBC": 0.8}, {"RBC": 0.7, "WBC": 0.8}])]
+    table = render_per_class(rows)
+    assert "| RBC | WBC |" in table and "65.0 ± 7.1" in table and "80.0 ± 0.0" in table
+    assert render_per_class([_row("atss", [50.0], [{"car": 0.5}])]) == ""
