@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import subprocess
 import sys
 from dataclasses import dataclass, replace
@@ -35,7 +34,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from benchmarks.common import (
     BCCD_NUM_CLASSES,
@@ -60,7 +58,7 @@ from dynatss.engine.precision import autocast_context
 from dynatss.engine.state import TrainState
 from dynatss.engine.train import _step
 from experiments.ablation import BASE_CONFIG, dataset_overrides, variant_overrides
-from experiments.peers import build_peer, peer_inputs
+from experiments.peers import build_peer, peer_inputs, peer_step
 from experiments.variants import find_variants
 
 # Benchmark name -> experiments/ablation.py variant (its configs/ablations/<name>.yaml overrides).
@@ -163,20 +161,10 @@ def peer_runner(name: str, cfg: Config, batches: list[Batch], device: torch.devi
 
     def step(index: int) -> None:
         images, targets = inputs[index % len(inputs)]
-        with autocast:
-            losses = model(images, targets)
-        total = sum(losses.values())
-        if not torch.isfinite(total):
-            raise RuntimeError(f"{name}: loss is {float(total)}")
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        # As experiments/peers.py (and the engine): the gradient norm, clipped when configured.
-        max_norm = cfg.solver.clip_grad_norm if cfg.solver.clip_grad_norm is not None else math.inf
-        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-        optimizer.step()
-        scheduler.step()
+        total, losses, grad_norm = peer_step(model, optimizer, scheduler, images, targets,
+                                             cfg.solver.clip_grad_norm, index, autocast)
         # What peers.py logs every step (one host sync per value, as torchvision's references).
-        [float(value.detach()) for value in (*losses.values(), grad_norm)]
+        [float(value.detach()) for value in (total, *losses.values(), grad_norm)]
 
     return Runner(name, step, Timings(), criterion_times)
 

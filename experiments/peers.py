@@ -18,6 +18,7 @@ detections.json, checkpoints/last.pth) so that ``dynatss compare`` and experimen
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 import time
@@ -174,22 +175,35 @@ def evaluate_peer(model: nn.Module, loader: Iterable[Batch], records: list[Image
     return EvalResult(metrics=metrics, per_class=per_class, detections=detections)
 
 
+def peer_step(model: nn.Module, optimizer, scheduler, images: list[Tensor], targets: list[dict[str, Tensor]],
+              clip_grad_norm: float | None, iteration: int,
+              autocast=contextlib.nullcontext()) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+    """One SGD step of a torchvision detector: (total loss, its losses, gradient norm), still tensors.
+
+    As the engine's step: the gradient norm is computed on every step (logged) and clipped to
+    ``clip_grad_norm`` when set. Shared by training here and by benchmarks/train_step.py.
+    """
+    with autocast:
+        losses = model(images, targets)
+    total = sum(losses.values())
+    if not math.isfinite(float(total.detach())):
+        raise DynatssError(f"loss is {float(total.detach())} at iteration {iteration + 1}; stopped "
+                           "(try a lower solver.base_lr)")
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    grad_norm = nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm if clip_grad_norm is not None else math.inf)
+    optimizer.step()
+    scheduler.step()
+    return total, losses, grad_norm
+
+
 def _step(model, optimizer, scheduler, batch: Batch, cfg: Config, iteration: int) -> dict[str, float]:
     model.train()
     images, targets = peer_inputs(batch)
-    losses = model(images, targets)
-    total = sum(losses.values())
-    if not math.isfinite(float(total.detach())):
-        raise DynatssError(f"loss is {float(total)} at iteration {iteration + 1}; stopped (try a lower solver.base_lr)")
-    optimizer.zero_grad(set_to_none=True)
-    total.backward()
-    # As the engine: the norm is logged on every run, clipped to solver.clip_grad_norm when set.
-    max_norm = cfg.solver.clip_grad_norm if cfg.solver.clip_grad_norm is not None else math.inf
-    grad_norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-    optimizer.step()
-    scheduler.step()
-    return {"loss": float(total), "grad_norm": float(grad_norm),
-            **{LOSS_KEYS.get(k, k): float(v) for k, v in losses.items()}}
+    total, losses, grad_norm = peer_step(model, optimizer, scheduler, images, targets,
+                                         cfg.solver.clip_grad_norm, iteration)
+    return {"loss": float(total.detach()), "grad_norm": float(grad_norm),
+            **{LOSS_KEYS.get(k, k): float(v.detach()) for k, v in losses.items()}}
 
 
 def train_peer(name: str, cfg: Config) -> EvalResult:
