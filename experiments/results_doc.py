@@ -273,7 +273,7 @@ def render_document(results: list[DatasetResults], doc: Path) -> str:
     total_s = sum(float(info["wall_s"]) for info in infos)
     lines += ["```", "", "## Machine and wall time", ""]
     lines += [f"- {', '.join(f'{k}: {v}' for k, v in json.loads(m).items())}" for m in sorted(machines)]
-    lines += [f"- {len(infos)} runs, {total_s / 3600:.1f} h of run wall time in all, two runs at a time "
+    lines += [f"- {len(infos)} runs, {total_s / 3600:.1f} h of run wall time in all, two or three runs at a time "
               "(one thread each) beside other work on the 2 cores, so the wall times are upper bounds.", ""]
     return "\n".join(lines)
 
