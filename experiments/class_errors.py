@@ -10,6 +10,11 @@ Used in docs/results_analysis.md:
     dynatss eval --weights runs/grid/bccd/atss/seed0/checkpoints/last.pth --output /tmp/atss/detections.json
     python experiments/class_errors.py --weights runs/grid/bccd/atss/seed0/checkpoints/last.pth \\
         --class-name Platelets /tmp/atss/detections.json /tmp/full/detections.json
+
+The platelet detections behind docs/results_analysis.md are committed, so the table needs no checkpoint:
+
+    python experiments/class_errors.py --config configs/experiments/bccd.yaml --class-name Platelets \\
+        docs/results/bccd/platelet_detections/*.json
 """
 
 from __future__ import annotations
@@ -97,16 +102,19 @@ def class_ap(ground_truth: dict, detections: list[dict], category_id: int) -> tu
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("detections", nargs="+", help="detections JSON files of dynatss eval --output")
-    parser.add_argument("--weights", required=True, help="a checkpoint whose config names the data")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--weights", help="a checkpoint whose config names the data")
+    source.add_argument("--config", help="a config file whose data section names the data")
     parser.add_argument("--class-name", required=True)
     parser.add_argument("--split", default=None, help="default: the config's data.val_split")
     parser.add_argument("--score", type=float, default=0.3)
     args = parser.parse_args(argv)
+    from dynatss.config import load_config
     from dynatss.data.coco_io import records_to_coco
     from dynatss.engine.build import load_split
     from dynatss.engine.inference import load_detector
 
-    _, cfg, _ = load_detector(args.weights)
+    cfg = load_config(args.config) if args.config else load_detector(args.weights)[1]
     split = load_split(cfg.data, args.split or cfg.data.val_split)
     ground_truth = records_to_coco(split.records, split.meta)
     category_id = next(c["id"] for c in ground_truth["categories"] if c["name"] == args.class_name)

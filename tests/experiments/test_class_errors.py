@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from experiments.class_errors import class_errors, classify_detections
+from pathlib import Path
+
+import pytest
+
+from experiments.class_errors import class_errors, classify_detections, main
 
 
 def _det(box: list[float], score: float, image_id: int = 1, category_id: int = 1) -> dict:
@@ -42,3 +46,16 @@ def test_split_counts_use_the_median_true_positive_score():
     counts = class_errors(ground_truth, detections, category_id=1, score=0.3)
     assert counts["true_positives"] == 2 and counts["median_tp_score"] == 0.7
     assert counts["fp_above_median_tp"] == 1 and counts["background"] == 1 and counts["on another class"] == 0
+
+
+BCCD = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "bccd"
+
+
+@pytest.mark.skipif(not BCCD.is_dir(), reason="BCCD not found at ../shared/data/bccd")
+def test_committed_platelet_detections_rebuild_the_documented_row(capsys, monkeypatch):
+    """The table of docs/results_analysis.md comes from committed files and a config, no checkpoint."""
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    assert main(["--config", "configs/experiments/bccd.yaml", "--class-name", "Platelets",
+                 "docs/results/bccd/platelet_detections/atss_seed0.json"]) == 0
+    assert "| 84.6 | 25.7 | 65 | 0.464 | 2 | 10 | 0 | 0 | 1 | 9 |" in capsys.readouterr().out
