@@ -5,7 +5,7 @@ pixels on the CPU: pre-processing (resize to the test scale, pad / batch), the n
 post-processing (score threshold, top-k, decoding, NMS, mapping boxes back). The three paths:
 
 - ``dynatss``: ``dynatss.tools.predict.detect``, what ``dynatss predict`` runs (inference mode);
-- ``dynatss_onnx``: the same weights exported by ``dynatss.model.export.export_onnx`` (any batch
+- ``dynatss_onnx``: the same weights exported by ``dynatss.model.onnx_export.export_onnx`` (any batch
   and size) and run by ``dynatss.api.backends.OnnxBackend``, what ``Detector`` runs for a .onnx
   file (onnxruntime, all graph optimisations, ``--threads`` intra-op threads), its resizing,
   padding and mapping back included;
@@ -44,11 +44,11 @@ from dynatss.config import Config, load_config
 from dynatss.data.datasets import read_dataset
 from dynatss.data.records import DatasetMeta
 from dynatss.data.transforms import load_image
-from dynatss.engine.inference import load_detector
+from dynatss.engine.trained import load_trained
 from dynatss.engine.precision import autocast_context
 from dynatss.model.build import build_detector
 from dynatss.model.detector import IMAGENET_MEAN, IMAGENET_STD, PIXEL_MAX
-from dynatss.model.export import export_onnx
+from dynatss.model.onnx_export import export_onnx
 from dynatss.tools.export import onnx_metadata
 from dynatss.tools.predict import detect
 from experiments.ablation import BASE_CONFIG, dataset_overrides, variant_overrides
@@ -82,7 +82,7 @@ def load_images(cfg: Config, count: int) -> list[Tensor]:
 def ours(cfg: Config, weights: str | None, device: torch.device) -> tuple[nn.Module, DatasetMeta]:
     """Our detector in eval mode (trained weights, or ImageNet backbone + fresh heads) and its classes."""
     if weights:
-        model, _, meta = load_detector(weights, device)
+        model, _, meta = load_trained(weights, device)
         return model, meta
     torch.manual_seed(0)
     meta = read_dataset(cfg.data.format, cfg.data.root, cfg.data.val_split).meta

@@ -10,9 +10,11 @@ fails in one line naming the key before any data is read.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,10 @@ from dynatss.errors import DynatssError
 # PIL's decompression-bomb threshold (~89.5 megapixels, e.g. 9459 x 9459): the default limit on the
 # pixels of any image dynatss opens (dynatss.data.decode).
 DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+# Detections shown to people (predict, Result.plot, report samples, video) and counted in the
+# per-class precision / recall / F1 and the confusion matrix: a final score (class x quality) of at
+# least 0.3. AP uses every detection of the inference rule (``inference.score_threshold``, 0.05).
+DISPLAY_SCORE_THRESHOLD = 0.3
 
 
 @dataclass
@@ -265,7 +271,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if value not in args:
             raise DynatssError(f"{where}: {value!r} is not one of {list(args)}{_suggest(str(value), list(map(str, args)))}")
         return value
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         errors = []
@@ -310,7 +316,9 @@ def _all_keys(instance: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-def _merge(instance: Any, updates: dict[str, Any], where: str, root: Any = None) -> None:
+def merge_into(instance: Any, updates: dict[str, Any], where: str = "", root: Any = None) -> None:
+    """Set the values of the nested mapping ``updates`` on the dataclass ``instance`` (in place),
+    each checked against its field's type; an unknown key fails with a suggestion."""
     root = instance if root is None else root
     hints = typing.get_type_hints(type(instance))
     names = [f.name for f in dataclasses.fields(instance)]
@@ -324,12 +332,13 @@ def _merge(instance: Any, updates: dict[str, Any], where: str, root: Any = None)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise DynatssError(f"{path}: expected a mapping, got {value!r}")
-            _merge(current, value, path, root)
+            merge_into(current, value, path, root)
         else:
             setattr(instance, key, _coerce(value, hints[key], path))
 
 
-def _parse_override(text: str) -> dict[str, Any]:
+def parse_override(text: str) -> dict[str, Any]:
+    """``"a.b=value"`` -> ``{"a": {"b": value}}`` with the value read as YAML."""
     if "=" not in text:
         raise DynatssError(f"override '{text}' must look like key.sub=value")
     dotted, raw = text.split("=", 1)
@@ -365,12 +374,33 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not isinstance(data, dict):
             raise DynatssError(f"{path}: expected a mapping at the top level")
         try:
-            _merge(config, data, "")
+            merge_into(config, data)
         except DynatssError as error:
             raise DynatssError(f"{path}: {error}") from None
     for text in overrides:
-        _merge(config, _parse_override(text), "")
+        merge_into(config, parse_override(text))
     return validate_config(config)
+
+
+def apply_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """A copy of ``config`` with ``key.sub=value`` overrides applied (checked like a YAML file)."""
+    config = copy.deepcopy(config)
+    for text in overrides:
+        merge_into(config, parse_override(text))
+    return validate_config(config)
+
+
+def config_from_dict(data: Any, source: str | Path) -> Config:
+    """The Config saved with a run (a plain dict) back as a Config, checked like a YAML file."""
+    config = Config()
+    if not isinstance(data, dict):
+        raise DynatssError(f"{source}: the saved config is not a mapping")
+    try:
+        merge_into(config, data)
+        validate_config(config)
+    except DynatssError as error:
+        raise DynatssError(f"{source}: saved config: {error}") from None
+    return config
 
 
 def validate_config(config: Config) -> Config:

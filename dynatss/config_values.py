@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from dynatss.errors import DynatssError
-
-if TYPE_CHECKING:
-    from dynatss.config import Config
 
 # Devices every command accepts (train.device, --device): "auto" is CUDA when present, else CPU;
 # "gpu" is another name for "cuda"; "cuda:N" picks a GPU. See dynatss.engine.build.resolve_device.
@@ -149,8 +146,9 @@ def _empty_list_allowed(key: str) -> bool:
     return key in ("solver.steps", "model.dcn_levels")  # no milestones; no deformable stage
 
 
-def check_values(config: Config) -> None:
-    """Check every value against :data:`VALUE_RANGES`, the non-empty strings and the device name."""
+def check_values(config: Any) -> None:
+    """Check every value of a ``dynatss.config.Config`` against :data:`VALUE_RANGES`, the non-empty
+    strings and the device name (typed ``Any``: this table sits below the config it checks)."""
     for key, allowed in VALUE_RANGES.items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)

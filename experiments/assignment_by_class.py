@@ -18,7 +18,7 @@ import torch
 from dynatss.assign import atss_assign
 from dynatss.data.loader import build_train_loader
 from dynatss.engine.build import load_split
-from dynatss.engine.inference import load_detector
+from dynatss.engine.trained import load_trained
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=6)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    model, cfg, meta = load_detector(args.weights)
+    model, cfg, meta = load_trained(args.weights)
     split = load_split(cfg.data, cfg.data.train_split)
     stream = iter(build_train_loader(split.records, cfg.data, batch_size=cfg.solver.batch_size, seed=0))
     rows = {name: {"gts": 0, "atss": 0, "dynamic": 0, "aiou": [], "piou": [], "cls": [], "quality": []}

@@ -112,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     from dynatss.config import load_config
     from dynatss.data.coco_io import records_to_coco
     from dynatss.engine.build import load_split
-    from dynatss.engine.inference import load_detector
+    from dynatss.engine.trained import load_trained
 
-    cfg = load_config(args.config) if args.config else load_detector(args.weights)[1]
+    cfg = load_config(args.config) if args.config else load_trained(args.weights)[1]
     split = load_split(cfg.data, args.split or cfg.data.val_split)
     ground_truth = records_to_coco(split.records, split.meta)
     category_id = next(c["id"] for c in ground_truth["categories"] if c["name"] == args.class_name)

@@ -28,7 +28,8 @@ from dynatss.data.loader import build_test_loader  # noqa: E402
 from dynatss.engine.build import load_split  # noqa: E402
 from dynatss.engine.checkpoint import load_checkpoint, meta_from_dict  # noqa: E402
 from dynatss.engine.evaluate import EvalResult, evaluate  # noqa: E402
-from dynatss.engine.inference import config_from_dict, load_detector  # noqa: E402
+from dynatss.config import config_from_dict  # noqa: E402
+from dynatss.engine.trained import load_trained  # noqa: E402
 from experiments.ablation import RESULTS_DIR  # noqa: E402
 from experiments.peers import build_peer, evaluate_peer  # noqa: E402
 
@@ -58,7 +59,7 @@ def reevaluate(checkpoint: Path) -> EvalResult:
         split = load_split(cfg.data, cfg.data.val_split)
         loader = build_test_loader(split.records, cfg.data, batch_size=1)
         return evaluate_peer(model.eval(), loader, split.records, meta_from_dict(data["meta"]))
-    model, cfg, meta = load_detector(checkpoint, device="cpu")
+    model, cfg, meta = load_trained(checkpoint, device="cpu")
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, test_batch_size=1))
     split = load_split(cfg.data, cfg.data.val_split)
     loader = build_test_loader(split.records, cfg.data, batch_size=1)

@@ -1,4 +1,4 @@
-"""The public Python API: :class:`Detector` (load, predict, evaluate, export, train) and its :class:`Result`."""
+"""The public Python API: :class:`Detector` (load, predict, stream, evaluate, export, train) and its :class:`Result`."""
 
 from dynatss.api.detector import Detector
 from dynatss.api.result import Result

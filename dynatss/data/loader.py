@@ -14,7 +14,6 @@ so DDP ranks stay in step); in evaluation it is left out. Either way one named w
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from dynatss.config import DEFAULT_MAX_IMAGE_PIXELS, DataConfig
-from dynatss.data.batch import Batch
+from dynatss.data.batch import Batch, pad_images
 from dynatss.data.records import ImageRecord
 from dynatss.data.transforms import build_transforms, load_image, random_crop, transform_sample
 from dynatss.errors import DynatssError
@@ -154,19 +153,7 @@ class DetectionDataset(Dataset):
 
 def collate(samples: list[Sample], size_divisibility: int) -> Batch:
     """Pad images (bottom/right) to a multiple of ``size_divisibility`` and GTs to G = max per image."""
-    batch_size = len(samples)
-    max_h = max(s.image.shape[-2] for s in samples)
-    max_w = max(s.image.shape[-1] for s in samples)
-    height = int(math.ceil(max_h / size_divisibility) * size_divisibility)
-    width = int(math.ceil(max_w / size_divisibility) * size_divisibility)
-    # Channels-last memory (shape still [B, 3, H, W]): decoded and resized images are interleaved
-    # HWC in memory, and copying them into a CHW-contiguous batch would cost more than decoding.
-    images = torch.empty((batch_size, height, width, 3), dtype=torch.uint8).permute(0, 3, 1, 2)
-    for i, sample in enumerate(samples):
-        h, w = sample.image.shape[-2:]
-        images[i, :, :h, :w] = sample.image
-        images[i, :, h:, :] = 0
-        images[i, :, :h, w:] = 0
+    images = pad_images([sample.image for sample in samples], size_divisibility)  # [B, 3, H, W]
     gt_boxes, gt_labels, gt_valid = _pad_boxes([(s.boxes[~s.ignore], s.labels[~s.ignore]) for s in samples])
     ignore_boxes, _, ignore_valid = _pad_boxes([(s.boxes[s.ignore], s.labels[s.ignore]) for s in samples])
     return Batch(

@@ -54,6 +54,14 @@ def build_transforms(data_cfg: DataConfig, *, train: bool) -> v2.Transform:
     return v2.Compose(steps)
 
 
+def resize_for_test(image: Tensor, data_cfg: DataConfig) -> Tensor:
+    """The evaluation resize of one ``[3, H, W]`` uint8 image: shorter side ``test_min_size``, longer
+    at most ``max_size``, aspect ratio kept; bilinear with antialiasing (torchvision's ``resize`` of
+    a tensor). The test loader applies this same transform (:func:`build_transforms`)."""
+    resized = build_transforms(data_cfg, train=False)(tv_tensors.Image(image))
+    return resized.as_subclass(Tensor)
+
+
 def load_image(path: Path, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Tensor:
     """Decode an image file to uint8 RGB [3, H, W], EXIF orientation applied (any bit depth).
 

@@ -23,13 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 from faster_coco_eval import COCO, COCOeval_faster
 
+from dynatss.config import DISPLAY_SCORE_THRESHOLD
 from dynatss.data.records import DatasetMeta
 
 # IoU at which a detection counts as found for the counts and the confusion matrix (PASCAL VOC,
 # ultralytics' confusion matrix, COCO AP50).
 MATCH_IOU = 0.5
-# Score above which a detection is "shown": the display threshold of `predict` and `report`.
-DEFAULT_SCORE_THRESHOLD = 0.3
 # Detections per image taken into the matching: all of them (COCO's 100 is for AP only).
 MATCH_MAX_DETECTIONS = 10_000
 _ALL_AREAS = [[0.0, 1e10]]
@@ -172,7 +171,7 @@ def _label_counts(category_ids: list[int], meta: DatasetMeta) -> np.ndarray:
 
 
 def class_counts(gt: dict, detections: list[dict], meta: DatasetMeta, *,
-                 score_threshold: float = DEFAULT_SCORE_THRESHOLD, iou: float = MATCH_IOU) -> ClassCounts:
+                 score_threshold: float = DISPLAY_SCORE_THRESHOLD, iou: float = MATCH_IOU) -> ClassCounts:
     """Per-class TP / FP / FN of the detections scoring at least ``score_threshold`` (class-aware)."""
     evaluator = _evaluated(gt, detections, use_cats=True, iou_thresholds=[iou], score_threshold=score_threshold)
     matched, unmatched, missed = _match_outcomes(evaluator)
@@ -187,7 +186,7 @@ def class_counts(gt: dict, detections: list[dict], meta: DatasetMeta, *,
 
 
 def confusion_matrix(gt: dict, detections: list[dict], meta: DatasetMeta, *,
-                     score_threshold: float = DEFAULT_SCORE_THRESHOLD, iou: float = MATCH_IOU) -> ConfusionMatrix:
+                     score_threshold: float = DISPLAY_SCORE_THRESHOLD, iou: float = MATCH_IOU) -> ConfusionMatrix:
     """Counts of (true class, predicted class) with background, class-agnostic matching."""
     evaluator = _evaluated(gt, detections, use_cats=False, iou_thresholds=[iou], score_threshold=score_threshold)
     matched, unmatched, missed = _match_outcomes(evaluator)

@@ -7,7 +7,7 @@ import contextlib
 import torch
 
 from dynatss.config import Config
-from dynatss.model.outputs import HeadOutputs
+from dynatss.model.inference import float_outputs as float_outputs  # the training step's, re-exported
 
 
 def autocast_context(cfg: Config, device: torch.device) -> contextlib.AbstractContextManager:
@@ -16,8 +16,3 @@ def autocast_context(cfg: Config, device: torch.device) -> contextlib.AbstractCo
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if cfg.solver.amp == "bf16" else torch.float16
     return torch.autocast(device_type="cuda", dtype=dtype)
-
-
-def float_outputs(outputs: HeadOutputs) -> HeadOutputs:
-    """Head outputs (any NamedTuple) in fp32, so assignment, losses and NMS never run in half precision."""
-    return type(outputs)(*[t.float() if torch.is_tensor(t) and t.is_floating_point() else t for t in outputs])

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from dynatss.model.head import INIT_STD, _flatten, _tower
+from dynatss.model.head import INIT_STD, conv_tower, flatten_levels
 from dynatss.model.integral import DEFAULT_REG_MAX, edge_distributions, logits_with_mean
 
 # GFLV2 defaults: top-4 probabilities per edge plus their mean, hidden width 64.
@@ -88,8 +88,8 @@ class GFLHead(nn.Module):
         self.num_classes = num_classes
         self.reg_max = reg_max
         tower_channels = channels if num_convs > 0 else in_channels
-        self.cls_tower = _tower(in_channels, channels, num_convs)
-        self.reg_tower = _tower(in_channels, channels, num_convs)
+        self.cls_tower = conv_tower(in_channels, channels, num_convs)
+        self.reg_tower = conv_tower(in_channels, channels, num_convs)
         self.cls_logits = nn.Conv2d(tower_channels, num_classes, 3, padding=1)
         self.reg_distribution = nn.Conv2d(tower_channels, 4 * (reg_max + 1), 3, padding=1)
         self.scales = nn.Parameter(torch.ones(num_levels))
@@ -109,9 +109,9 @@ class GFLHead(nn.Module):
         """features: L maps [B, in_channels, h_l, w_l], finest first."""
         cls_all, distribution_all = [], []
         for level, feature in enumerate(features):
-            cls_all.append(_flatten(self.cls_logits(self.cls_tower(feature)), self.num_classes))
+            cls_all.append(flatten_levels(self.cls_logits(self.cls_tower(feature)), self.num_classes))
             distribution = self.reg_distribution(self.reg_tower(feature)) * self.scales[level]
-            distribution_all.append(_flatten(distribution, 4 * (self.reg_max + 1)))
+            distribution_all.append(flatten_levels(distribution, 4 * (self.reg_max + 1)))
         cls_logits = torch.cat(cls_all, dim=1)  # [B, A, C]
         reg_distribution = torch.cat(distribution_all, dim=1)  # [B, A, 4 (reg_max + 1)]
         return cls_logits, reg_distribution, self.dgqp(reg_distribution)

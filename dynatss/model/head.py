@@ -23,7 +23,7 @@ GROUP_NORM_GROUPS = 32
 INIT_STD = 0.01
 
 
-def _tower(in_channels: int, channels: int, num_convs: int, deformable_last: bool = False) -> nn.Sequential:
+def conv_tower(in_channels: int, channels: int, num_convs: int, deformable_last: bool = False) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(num_convs):
         conv_in = in_channels if i == 0 else channels
@@ -39,7 +39,7 @@ def _tower(in_channels: int, channels: int, num_convs: int, deformable_last: boo
     return nn.Sequential(*layers)
 
 
-def _flatten(x: Tensor, values_per_anchor: int) -> Tensor:
+def flatten_levels(x: Tensor, values_per_anchor: int) -> Tensor:
     """[B, n * V, H, W] -> [B, H * W * n, V] in (y, x, anchor) order, matching AnchorGenerator."""
     b, _, h, w = x.shape
     return x.view(b, -1, values_per_anchor, h, w).permute(0, 3, 4, 1, 2).reshape(b, -1, values_per_anchor)
@@ -68,8 +68,8 @@ class ATSSHead(nn.Module):
         self.num_anchors = num_anchors
         self.quality = quality
         tower_channels = channels if num_convs > 0 else in_channels
-        self.cls_tower = _tower(in_channels, channels, num_convs, deformable_tower)
-        self.reg_tower = _tower(in_channels, channels, num_convs, deformable_tower)
+        self.cls_tower = conv_tower(in_channels, channels, num_convs, deformable_tower)
+        self.reg_tower = conv_tower(in_channels, channels, num_convs, deformable_tower)
         self.cls_logits = nn.Conv2d(tower_channels, num_anchors * num_classes, 3, padding=1)
         self.box_deltas = nn.Conv2d(tower_channels, num_anchors * 4, 3, padding=1)
         # One logit per anchor; ``self.quality`` records what the loss trains it to predict.
@@ -91,9 +91,9 @@ class ATSSHead(nn.Module):
         for level, feature in enumerate(features):
             cls_feature = self.cls_tower(feature)
             reg_feature = self.reg_tower(feature)
-            cls_all.append(_flatten(self.cls_logits(cls_feature), self.num_classes))
-            deltas_all.append(_flatten(self.box_deltas(reg_feature) * self.scales[level], 4))
-            quality_all.append(_flatten(self.quality_pred(reg_feature), 1))
+            cls_all.append(flatten_levels(self.cls_logits(cls_feature), self.num_classes))
+            deltas_all.append(flatten_levels(self.box_deltas(reg_feature) * self.scales[level], 4))
+            quality_all.append(flatten_levels(self.quality_pred(reg_feature), 1))
         cls_logits = torch.cat(cls_all, dim=1)  # [B, A, C]
         box_deltas = torch.cat(deltas_all, dim=1)  # [B, A, 4]
         quality_logits = torch.cat(quality_all, dim=1).squeeze(-1)  # [B, A]

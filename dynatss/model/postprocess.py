@@ -75,28 +75,19 @@ def clip_boxes(boxes: Tensor, image_sizes: Tensor) -> Tensor:
 def postprocess(
     outputs: HeadOutputs | GFLOutputs | VFNetOutputs,
     image_sizes: Tensor,
-    original_sizes: Tensor,
     cfg: InferenceConfig,
     box_coder: BoxCoder,
 ) -> list[Detections]:
-    """Detections per image: boxes [N, 4] xyxy in ORIGINAL image pixels, scores [N], labels [N].
-
-    image_sizes [B, 2] (h, w) of the resized images before padding; original_sizes [B, 2] (h, w).
+    """Detections per image: boxes [N, 4] xyxy in pixels of the resized input (clipped to it),
+    scores [N] descending, labels [N]. image_sizes [B, 2] (h, w) of the resized images before
+    padding. dynatss.model.inference maps the boxes back to the original images.
     """
     outputs = as_head_outputs(outputs, box_coder)  # GFL / VFNet outputs as deltas + quality logits
     boxes, scores, labels, keep = select_candidates(outputs, cfg, box_coder)
     boxes = clip_boxes(boxes, image_sizes)  # [B, K, 4]
-    ratios = original_sizes.to(boxes.dtype) / image_sizes.to(boxes.dtype)  # [B, 2] (h, w)
-    scale = torch.stack((ratios[:, 1], ratios[:, 0], ratios[:, 1], ratios[:, 0]), dim=-1)  # [B, 4]
     results = []
     for i in range(boxes.shape[0]):
         image_boxes, image_scores, image_labels = boxes[i][keep[i]], scores[i][keep[i]], labels[i][keep[i]]
         kept = batched_nms(image_boxes, image_scores, image_labels, cfg.nms_threshold)[: cfg.max_detections]
-        results.append(
-            {
-                "boxes": image_boxes[kept] * scale[i],
-                "scores": image_scores[kept],
-                "labels": image_labels[kept],
-            }
-        )
+        results.append({"boxes": image_boxes[kept], "scores": image_scores[kept], "labels": image_labels[kept]})
     return results

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dynatss.model.head import GROUP_NORM_GROUPS, INIT_STD, _flatten, _tower
+from dynatss.model.head import GROUP_NORM_GROUPS, INIT_STD, conv_tower, flatten_levels
 from dynatss.model.star_dcn import StarDeformConv, star_offsets
 
 # VFNet: fraction of the gradient flowing from the star offsets into the initial box.
@@ -68,8 +68,8 @@ class VFNetHead(nn.Module):
         self.strides = list(strides)
         self.distance_scale = distance_scale
         self.gradient_mul = gradient_mul
-        self.cls_tower = _tower(in_channels, channels, num_convs)
-        self.reg_tower = _tower(in_channels, channels, num_convs)
+        self.cls_tower = conv_tower(in_channels, channels, num_convs)
+        self.reg_tower = conv_tower(in_channels, channels, num_convs)
         self.reg_init_conv = _conv_gn_relu(channels)
         self.reg_init = nn.Conv2d(channels, 4, 3, padding=1)
         self.reg_refine_dconv = StarDeformConv(channels, channels)
@@ -112,7 +112,7 @@ class VFNetHead(nn.Module):
         cls_all, initial_all, refined_all = [], [], []
         for level, feature in enumerate(features):
             cls_logits, initial, refined = self.forward_level(feature, level)
-            cls_all.append(_flatten(cls_logits, self.num_classes))
-            initial_all.append(_flatten(initial, 4))
-            refined_all.append(_flatten(refined, 4))
+            cls_all.append(flatten_levels(cls_logits, self.num_classes))
+            initial_all.append(flatten_levels(initial, 4))
+            refined_all.append(flatten_levels(refined, 4))
         return torch.cat(cls_all, dim=1), torch.cat(initial_all, dim=1), torch.cat(refined_all, dim=1)

@@ -11,9 +11,9 @@ from PIL import Image
 from torchvision.io import write_png
 
 from dynatss import Detector, Result
-from dynatss.engine.inference import load_detector
+from dynatss.engine.trained import load_trained
 from dynatss.errors import DynatssError
-from dynatss.tools.predict import detect
+from dynatss.model.inference import detect_images
 
 
 def _image(height: int = 100, width: int = 150, seed: int = 0) -> torch.Tensor:
@@ -39,8 +39,8 @@ def test_every_input_type_gives_the_same_detections(detector, tiny_run, tmp_path
     inputs = [str(path), Image.fromarray(array), array, image, image.float() / 255]
     results = detector.predict(inputs)
     assert isinstance(results, list) and len(results) == len(inputs)
-    model, cfg, _ = load_detector(tiny_run.checkpoint)
-    (expected,) = detect(model, [image], cfg, device="cpu")
+    model, cfg, _ = load_trained(tiny_run.checkpoint)
+    (expected,) = detect_images(model, [image], cfg.data, cfg.inference)
     assert len(expected["scores"]) > 0
     for result in results:
         assert (result.width, result.height) == (150, 100)
@@ -130,11 +130,12 @@ def test_evaluate_uses_the_checkpoint_config(tiny_run, tmp_path):
     # The fixture's 3-image synthetic split as it was generated (else it is generated again, full size).
     same_data = ["data.synthetic_train_images=1", "data.synthetic_val_images=3", "data.synthetic_image_size=96"]
     detector = Detector.from_checkpoint(tiny_run.checkpoint, device="cpu", overrides=["data.num_workers=0", *same_data])
-    output = tmp_path / "dets.json"
-    result = detector.evaluate("val", output=output)
-    assert "AP" in result.metrics
-    assert len({d["image_id"] for d in json.loads(output.read_text())}) == 3
-    assert isinstance(json.loads(output.read_text()), list)
+    result = detector.evaluate("val")
+    assert set(result.metrics) >= {"AP", "AP50", "AR100"}
+    assert len(result.records) == 3 and len({d["image_id"] for d in result.detections}) == 3
+    # every detection of the checkpoint's inference rule (score >= 0.0, 5 per image), not the display threshold
+    assert len(result.detections) == 3 * tiny_run.config.inference.max_detections
+    assert not list(tmp_path.iterdir())  # evaluate writes nothing
 
 
 def test_an_image_gives_the_same_detections_alone_or_beside_a_larger_one(detector):

@@ -8,11 +8,11 @@ import sys
 import av
 import numpy as np
 import pytest
+from dynatss.tools.video import predict_video
 
 from dynatss import Detector
 from dynatss.cli.main import main
 from dynatss.errors import DynatssError
-from dynatss.tools.video import predict_video
 
 FRAMES, WIDTH, HEIGHT = 5, 96, 64
 
@@ -65,7 +65,7 @@ def test_predict_cli_takes_videos_and_images_together(tiny_run, video, tmp_path,
 
 def test_missing_pyav_is_a_one_line_error(tiny_run, video, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "av", None)  # `import av` now raises ImportError
-    assert main(["predict", "--weights", str(tiny_run.checkpoint), str(video), "--out", str(tmp_path)]) == 2
+    assert main(["predict", "--weights", str(tiny_run.checkpoint), str(video), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install 'dynatss[video]'" in err
 

@@ -33,3 +33,6 @@ train: {{device: cpu, output_dir: '{tmp_path / "run"}', log_period: 1, eval_peri
 """
     )
     return path
+
+
+from tests.reports.conftest import tiny_run  # noqa: E402, F401 (a fixture, shared with the reports and API tests)

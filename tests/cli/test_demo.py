@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from dynatss.engine.commands import run_demo
+from dynatss.cli.train_cmd import run_demo
 
 SHORT = [
     "data.synthetic_train_images=128",

@@ -9,7 +9,7 @@ import torch
 from dynatss.config import Config, config_to_dict
 from dynatss.data.records import DatasetMeta
 from dynatss.engine import checkpoint as ckpt
-from dynatss.engine.inference import load_detector
+from dynatss.engine.trained import load_trained
 from dynatss.errors import DynatssError
 from dynatss.model.build import build_detector
 
@@ -122,7 +122,7 @@ def test_load_detector_rebuilds_the_saved_weights(tmp_path, fmt):
             state["model"] = {k: torch.zeros_like(v) for k, v in expected.items()}
             state["ema"] = {"module." + k: v for k, v in expected.items()} | {"n_averaged": torch.tensor(3)}
         path = ckpt.save_checkpoint(state, tmp_path / "w.pth")
-    loaded, loaded_config, loaded_meta = load_detector(path)
+    loaded, loaded_config, loaded_meta = load_trained(path)
     assert loaded_meta == meta and loaded_config.model.num_classes == 2
     assert not loaded.training
     for key, value in loaded.state_dict().items():
@@ -136,4 +136,4 @@ def test_safetensors_without_sidecar_is_a_clear_error(tmp_path):
     model = build_detector(tiny_config().model)
     path = ckpt.save_safetensors(model, tmp_path / "w.safetensors")
     with pytest.raises(DynatssError, match="w.json"):
-        load_detector(path)
+        load_trained(path)

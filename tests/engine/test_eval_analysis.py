@@ -14,7 +14,7 @@ from dynatss.data.coco_io import records_to_coco
 from dynatss.data.records import DatasetMeta, ImageRecord
 from dynatss.engine.eval_analysis import class_counts, confusion_matrix, pr_curves
 from dynatss.engine.evaluate import coco_metrics
-from dynatss.tools.eval_plots import analyse, class_rows, class_table, write_evaluation
+from dynatss.reports.evaluation import analyse, class_rows, class_table, write_evaluation
 
 META = DatasetMeta(class_names=("cat", "dog"), category_ids=(17, 42))
 CAT, DOG = META.category_ids

@@ -10,7 +10,6 @@ import torch
 
 from dynatss.config import InferenceConfig
 from dynatss.model.build import build_detector
-from dynatss.model.export import export_onnx
 from dynatss.model.head_outputs import (
     QUALITY_ONE,
     GFLOutputs,
@@ -19,6 +18,7 @@ from dynatss.model.head_outputs import (
     decode_gfl,
     decode_vfnet,
 )
+from dynatss.model.onnx_export import export_onnx
 from dynatss.model.postprocess import postprocess
 from tests.heads.conftest import tiny_config
 

@@ -14,7 +14,7 @@ import torch
 from dynatss.config import InferenceConfig
 from dynatss.model.build import build_detector
 from dynatss.model.dcn import DEFORM_CONV_OPSET, ModulatedDeformConv2d, onnx_opset_for
-from dynatss.model.export import OPSET, export_onnx
+from dynatss.model.onnx_export import OPSET, export_onnx
 from dynatss.model.postprocess import postprocess
 
 HEIGHT, WIDTH = 96, 128

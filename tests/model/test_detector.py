@@ -5,7 +5,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from dynatss.errors import DynatssError
 from dynatss.model.build import build_detector
-from dynatss.model.head import _flatten
+from dynatss.model.head import flatten_levels
 from dynatss.model.outputs import HeadOutputs
 
 
@@ -60,7 +60,7 @@ def test_flatten_order_matches_anchors(tiny_config):
     # A class logit at one location lands at index (y * W + x) of its level.
     cls_map = torch.zeros(1, 3, 2, 3)  # [B, n * C, H, W] with n = 1, C = 3
     cls_map[0, 1, 1, 2] = 1.0  # class 1 at y=1, x=2
-    assert _flatten(cls_map, 3)[0].nonzero().tolist() == [[1 * 3 + 2, 1]]
+    assert flatten_levels(cls_map, 3)[0].nonzero().tolist() == [[1 * 3 + 2, 1]]
 
 
 def test_head_initialisation(tiny_config):

@@ -14,7 +14,7 @@ from torchvision.ops import batched_nms
 from dynatss.config import InferenceConfig
 from dynatss.errors import DynatssError
 from dynatss.model.build import build_detector
-from dynatss.model.export import PADDING_LABEL, batched_nms_padded, export_onnx
+from dynatss.model.onnx_export import PADDING_LABEL, batched_nms_padded, export_onnx
 from dynatss.model.postprocess import postprocess
 from tests.model.conftest import _tiny_config
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tools.conftest import tiny_run  # noqa: F401  (a fixture, shared with the tool tests)
+from tests.reports.conftest import tiny_run  # noqa: F401  (a fixture, shared with the tool tests)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from dynatss import atomic
 from dynatss.atomic import atomic_path, atomic_write_text, check_writable_folder, default_file_mode
 from dynatss.engine.build import resolve_device
 from dynatss.engine.checkpoint import state_dict_mismatch
-from dynatss.engine.inference import load_detector
+from dynatss.engine.trained import load_trained
 from dynatss.errors import DynatssError
 from tests.robust.conftest import one_line_error
 
@@ -56,8 +56,8 @@ def test_output_locations_are_checked_before_any_work(tmp_path, run_cli, monkeyp
     a_file.write_text("x")
     with pytest.raises(DynatssError, match="is a file, not a folder"):
         check_writable_folder(a_file / "sub")
-    code, _, err = run_cli(["eval", "/dev/null", "--weights", tmp_path / "none.pth", "--output", tmp_path])
-    one_line_error(err, "--output", "is a folder")  # before the checkpoint or data are even read
+    code, _, err = run_cli(["eval", "--weights", tmp_path / "none.pth", "--out", a_file])
+    one_line_error(err, "--out", "is a file")  # before the checkpoint or data are even read
     code, _, err = run_cli(["predict", "--weights", tmp_path / "none.pth", a_file, "--out", a_file])
     one_line_error(err, "--out is a file")
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # a read-only folder, even for root
@@ -86,7 +86,7 @@ def test_checkpoints_of_the_wrong_structure_are_one_line_errors(tiny_run, tmp_pa
     path = tmp_path / "odd.pth"
     torch.save(checkpoint, path)
     with pytest.raises(DynatssError, match="odd.pth: ") as error:
-        load_detector(path)
+        load_trained(path)
     assert message in str(error.value) and "\n" not in str(error.value)
     code, _, err = run_cli(["predict", "--weights", path, tmp_path, "--out", tmp_path / "out"])
     assert code == 2

@@ -15,7 +15,7 @@ from dynatss.config import Config
 from dynatss.data.records import DatasetMeta
 from dynatss.engine.run_dir import start_run_dir
 from dynatss.errors import DynatssError
-from dynatss.tools.report import _validation_records
+from dynatss.engine.evaluate import split_records
 from tests.data.helpers import write_coco
 from tests.engine.tiny import make_synthetic, tiny_overrides
 from tests.robust.conftest import one_line_error
@@ -118,7 +118,7 @@ def test_report_of_an_old_run_with_a_relative_root_checks_the_classes(tmp_path, 
     meta = DatasetMeta(("wolf", "sheep"), (1, 2))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DynatssError, match=r"data.root data \(relative to .*\) no longer exists"):
-        _validation_records(cfg, meta)
+        split_records(cfg, meta, cfg.data.val_split)
     write_coco(tmp_path / "data")  # another dataset at the same relative path
-    with pytest.raises(DynatssError, match=r"holds classes \['cat', 'dog'\], not this run's \['wolf', 'sheep'\]"):
-        _validation_records(cfg, meta)
+    with pytest.raises(DynatssError, match=r"holds classes \['cat', 'dog'\], not this model's \['wolf', 'sheep'\]"):
+        split_records(cfg, meta, cfg.data.val_split)

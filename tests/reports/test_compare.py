@@ -10,10 +10,10 @@ import pytest
 from torchvision.io import decode_image
 
 from dynatss.cli.main import main
+from dynatss.draw.curves import moving_average
 from dynatss.errors import DynatssError
-from dynatss.tools.compare import compare_runs, group_curve, group_runs
-from dynatss.tools.plots import moving_average
-from dynatss.tools.runs import COCO_COLUMNS, read_run
+from dynatss.reports.compare import compare_runs, group_curve, group_runs
+from dynatss.reports.runs import COCO_COLUMNS, read_run
 
 from .fake_runs import write_fake_run
 

@@ -1,12 +1,11 @@
 """Evaluation figures and tables for `dynatss eval` and `dynatss report` (issue 10): PR curves per
 class, the confusion matrix with background, and per-class precision / recall / F1 at a score
 threshold. The numbers come from :mod:`dynatss.engine.eval_analysis`; this module only draws and
-formats them (matplotlib, Agg, no pyplot state).
+formats them (matplotlib, Agg, no pyplot state) and writes them with the detections.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from dataclasses import dataclass
@@ -16,10 +15,11 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from dynatss.atomic import atomic_write_bytes, atomic_write_text
+from dynatss.config import DISPLAY_SCORE_THRESHOLD
 from dynatss.data.coco_io import records_to_coco
 from dynatss.data.records import DatasetMeta, ImageRecord
+from dynatss.draw.curves import figure_png
 from dynatss.engine.eval_analysis import (
-    DEFAULT_SCORE_THRESHOLD,
     ClassCounts,
     ConfusionMatrix,
     PRCurves,
@@ -55,7 +55,7 @@ class EvaluationFiles:
 
 
 def analyse(records: list[ImageRecord], meta: DatasetMeta, detections: list[dict], *,
-            score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> EvaluationAnalysis:
+            score_threshold: float = DISPLAY_SCORE_THRESHOLD) -> EvaluationAnalysis:
     """PR curves, per-class counts and confusion matrix of COCO-format ``detections`` on ``records``."""
     gt = records_to_coco(records, meta)
     return EvaluationAnalysis(
@@ -77,9 +77,7 @@ def write_evaluation(analysis: EvaluationAnalysis, out_dir: str | Path, *, name:
 
 
 def _save(figure: Figure, path: Path) -> Path:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return atomic_write_bytes(path, figure_png(figure, DPI))
 
 
 def pr_figure(curves: PRCurves) -> Figure:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dynatss.atomic import atomic_write_text
+from dynatss.atomic import atomic_write_bytes, atomic_write_text
+from dynatss.draw.curves import ASSIGN_PANELS, LOSS_BOX, LOSS_PANELS, Curve, Panel, panels_png
 from dynatss.errors import DynatssError
-from dynatss.tools.plots import ASSIGN_PANELS, LOSS_BOX, LOSS_PANELS, Curve, Panel, plot_panels
-from dynatss.tools.runs import COCO_COLUMNS, RunLog, flatten, read_run
+from dynatss.reports.runs import COCO_COLUMNS, RunLog, flatten, read_run
 
 # Config keys that do not define a variant: runs differing only in these are repeats.
 NON_VARIANT_KEYS = ("train.seed", "train.output_dir", "train.device", "data.num_workers", "train.log_period")
@@ -95,7 +95,7 @@ def group_curve(group: RunGroup, key: str) -> Curve:
 def plot_groups(groups: list[RunGroup], panels: tuple[Panel, ...], path: Path, *, title: str,
                 smooth: int | None) -> Path:
     curves = {panel.key: [group_curve(group, panel.key) for group in groups] for panel in panels}
-    return plot_panels(curves, panels, path, title=title, smooth=smooth)
+    return atomic_write_bytes(path, panels_png(curves, panels, title=title, smooth=smooth))
 
 
 def format_value(values: list[float], decimals: int) -> str:

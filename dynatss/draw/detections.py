@@ -1,6 +1,8 @@
 """Detections drawn so that people can read them at any image size (issue 10).
 
-One drawing for ``predict``, ``report`` and the Python API's ``.plot()``: box outlines in a
+A leaf of the package (docs/architecture.md): it knows PIL, matplotlib's font file and torch
+tensors, nothing of dynatss. One drawing for ``predict``, ``report`` and the Python API's
+``.plot()``: box outlines in a
 per-class colour, and a caption "name score" on a filled label of the same colour with black or
 white text, whichever contrasts more. Text and line width scale with the image (a fixed 10 px font
 is unreadable on a 4000 px photo and swamps a 100 px crop). Captions sit above the box's top-left
@@ -20,6 +22,7 @@ import matplotlib
 import torch
 from PIL import ImageDraw, ImageFont
 from torch import Tensor
+from torchvision.io import encode_jpeg, encode_png
 from torchvision.transforms.v2.functional import pil_to_tensor, to_pil_image
 
 FONT_FILE = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
@@ -36,7 +39,10 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
            "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
            "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
            "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5")  # fmt: skip
+# Ground truth: a white outline inside a black one, visible on light and dark images alike.
 GROUND_TRUTH_COLOR = "#ffffff"
+GROUND_TRUTH_HALO = "#000000"
+JPEG_QUALITY = 95
 # ITU-R BT.601 luma; above this (0..255) a label is light and gets black text.
 LIGHT_LABEL_LUMA = 150.0
 
@@ -50,12 +56,24 @@ class DrawStyle:
     pad_px: int
 
 
-def style_for(height: int, width: int) -> DrawStyle:
-    """Font and line sizes that grow with the image (its mean side), with readable floors."""
+@dataclass(frozen=True)
+class DrawOptions:
+    """What to draw: captions with the class name (``labels``) and the score (``conf``); line width
+    and font size in pixels (None: grow with the image, :func:`style_for`)."""
+
+    labels: bool = True
+    conf: bool = True
+    line_width: int | None = None
+    font_size: int | None = None
+
+
+def style_for(height: int, width: int, options: DrawOptions = DrawOptions()) -> DrawStyle:
+    """Font and line sizes that grow with the image (its mean side), with readable floors, unless
+    ``options`` fixes them."""
     side = (height + width) / 2
-    font_px = max(MIN_FONT_PX, round(FONT_PER_PIXEL * side))
-    return DrawStyle(font_px, max(MIN_LINE_PX, round(LINE_PER_PIXEL * side)),
-                     max(1, round(LABEL_PAD_FRACTION * font_px)))
+    font_px = options.font_size or max(MIN_FONT_PX, round(FONT_PER_PIXEL * side))
+    line_px = options.line_width or max(MIN_LINE_PX, round(LINE_PER_PIXEL * side))
+    return DrawStyle(font_px, line_px, max(1, round(LABEL_PAD_FRACTION * font_px)))
 
 
 def class_color(label: int) -> str:
@@ -100,22 +118,36 @@ def draw_detections(
     class_names: tuple[str, ...] | list[str],
     *,
     ground_truth: Tensor | None = None,
+    options: DrawOptions = DrawOptions(),
 ) -> Tensor:
     """Draw ``[N, 4]`` xyxy boxes on a ``[3, H, W]`` uint8 image; returns a new ``[3, H, W]`` uint8.
 
-    Captions read "name score" (``scores`` None: the name alone). ``ground_truth`` [M, 4] xyxy boxes
-    are drawn first as thin white outlines, so detections stay on top of them.
+    Captions read "name score" (``scores`` None or ``options.conf`` False: the name alone; no
+    caption when ``options.labels`` and ``options.conf`` are both False). ``ground_truth`` [M, 4]
+    xyxy boxes are drawn first, white inside black at the detections' line width, so they show on
+    any background and detections stay on top of them.
     """
     height, width = image.shape[-2:]
-    style = style_for(height, width)
+    style = style_for(height, width, options)
     picture = to_pil_image(image)
     draw = ImageDraw.Draw(picture)
     if ground_truth is not None:
-        for box in _clipped(ground_truth, height, width).tolist():
-            draw.rectangle(box, outline=GROUND_TRUTH_COLOR, width=max(1, style.line_px // 2))
+        for x1, y1, x2, y2 in _clipped(ground_truth, height, width).tolist():
+            halo = style.line_px
+            draw.rectangle((x1, y1, x2, y2), outline=GROUND_TRUTH_HALO, width=style.line_px + 2 * halo)
+            draw.rectangle((x1 + halo, y1 + halo, max(x1 + halo, x2 - halo), max(y1 + halo, y2 - halo)),
+                           outline=GROUND_TRUTH_COLOR, width=style.line_px)
     if boxes.numel():
-        _draw_boxes_and_captions(draw, boxes.float(), labels, scores, class_names, style, (height, width))
+        _draw_boxes_and_captions(draw, boxes.float(), labels, scores if options.conf else None, class_names,
+                                 style, (height, width), show_names=options.labels)
     return pil_to_tensor(picture)
+
+
+def encode_image(image: Tensor, suffix: str) -> bytes:
+    """Encode ``[3, H, W]`` uint8 as JPEG for .jpg/.jpeg, else PNG."""
+    if suffix.lower() in (".jpg", ".jpeg"):
+        return encode_jpeg(image, quality=JPEG_QUALITY).numpy().tobytes()
+    return encode_png(image).numpy().tobytes()
 
 
 def _clipped(boxes: Tensor, height: int, width: int) -> Tensor:
@@ -126,14 +158,21 @@ def _clipped(boxes: Tensor, height: int, width: int) -> Tensor:
     return clipped
 
 
+def _caption(name: str, score: float | None) -> str:
+    return name if score is None else f"{name} {score:.2f}".strip()
+
+
 def _draw_boxes_and_captions(draw: ImageDraw.ImageDraw, boxes: Tensor, labels: Tensor, scores: Tensor | None,
-                             class_names, style: DrawStyle, image_size: tuple[int, int]) -> None:
-    font = caption_font(style.font_px)
-    captions = [class_names[int(c)] if scores is None else f"{class_names[int(c)]} {float(s):.2f}"
-                for c, s in zip(labels, scores if scores is not None else labels)]
+                             class_names, style: DrawStyle, image_size: tuple[int, int], *, show_names: bool) -> None:
     colors = [class_color(int(c)) for c in labels]
     for box, color in zip(_clipped(boxes, *image_size).tolist(), colors):
         draw.rectangle(box, outline=color, width=style.line_px)
+    if not show_names and scores is None:
+        return
+    font = caption_font(style.font_px)
+    names = [class_names[int(c)] if show_names else "" for c in labels]
+    captions = [_caption(name, None if scores is None else float(s))
+                for name, s in zip(names, scores if scores is not None else labels)]
     text_boxes = torch.tensor([draw.textbbox((0, 0), text, font=font) for text in captions],
                               dtype=torch.float32)  # [N, 4] ink extent relative to the anchor
     sizes = text_boxes[:, 2:] + 2 * style.pad_px  # [N, 2] label (width, height)

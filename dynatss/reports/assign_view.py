@@ -16,21 +16,24 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from dynatss.api.backends import TorchBackend
+from dynatss.api.detector import Detector
 from dynatss.assign.schedule import combination_weights
 from dynatss.atomic import atomic_write_text
-from dynatss.config import Config
+from dynatss.config import DISPLAY_SCORE_THRESHOLD, Config
 from dynatss.data.datasets import detect_format, list_splits, read_dataset
 from dynatss.data.records import DatasetMeta, ImageRecord
+from dynatss.data.transforms import load_image
 from dynatss.errors import DynatssError
-from dynatss.tools.assign_plot import write_assignment_figure
-from dynatss.tools.assign_trace import (
+from dynatss.model.inference import prepare_images
+from dynatss.reports.assign_figure import write_assignment_figure
+from dynatss.reports.assign_trace import (
     AssignmentTrace,
     most_changed_gts,
     predicted_boxes,
     trace_assignment,
     trace_to_dict,
 )
-from dynatss.tools.images import pad_batch, read_image, resize_for_test
 
 DEFAULT_MAX_GTS = 4
 # Weights of a trained model: the end of training (matters only for the D_up / D_down schedules).
@@ -84,21 +87,25 @@ def ground_truth_from_json(path: Path, image: Path) -> GroundTruth:
 
 
 def ground_truth_from_dataset(root: Path, fmt: str | None, splits: list[str], image: Path) -> GroundTruth:
-    """The annotations of ``image`` in the dataset at ``root`` (found by path, else by file name)."""
+    """The annotations of ``image`` in the dataset at ``root``: the record whose file is ``image``
+    (by resolved path) in any of ``splits`` (default: all); a bare file name found in no split by
+    path is looked up by name, and must then be unique across the splits (else: give --split)."""
     fmt = fmt or detect_format(root)
+    resolved = image.resolve()
+    by_name: list[tuple[str, ImageRecord, DatasetMeta]] = []
     for split in splits or list_splits(fmt, root):
         dataset = read_dataset(fmt, root, split)
-        record = _find_record(dataset.records, image)
-        if record is not None:
-            return _from_record(record, dataset.meta)
+        for record in dataset.records:
+            if Path(record.path).resolve() == resolved:
+                return _from_record(record, dataset.meta)
+            if Path(record.path).name == image.name:
+                by_name.append((split, record, dataset.meta))
+    if len(by_name) == 1:
+        return _from_record(by_name[0][1], by_name[0][2])
+    if by_name:
+        found = ", ".join(sorted({split for split, _, _ in by_name}))
+        raise DynatssError(f"{image}: a file of this name is in several splits ({found}); choose one with --split")
     raise DynatssError(f"{image}: not an image of the dataset {root} (splits {', '.join(splits) or 'all'})")
-
-
-def _find_record(records: list[ImageRecord], image: Path) -> ImageRecord | None:
-    resolved = image.resolve()
-    by_path = [r for r in records if Path(r.path).resolve() == resolved]
-    by_name = [r for r in records if Path(r.path).name == image.name]
-    return (by_path or by_name or [None])[0]
 
 
 def _from_record(record: ImageRecord, meta: DatasetMeta) -> GroundTruth:
@@ -107,22 +114,27 @@ def _from_record(record: ImageRecord, meta: DatasetMeta) -> GroundTruth:
     return GroundTruth(boxes, [meta.class_names[int(c)] for c in record.labels[kept]])
 
 
-def view_assignment(detector, cfg: Config, image_path: Path, truth: GroundTruth, out_dir: Path, *,
-                    gts: list[int] | None = None, max_gts: int = DEFAULT_MAX_GTS,
-                    device: str | torch.device = "cpu") -> AssignView:
-    """Run the detector on the image, trace both assignments, write the figure and the numbers."""
+def view_assignment(detector: Detector, image_path: Path, truth: GroundTruth, out_dir: Path, *,
+                    gts: list[int] | None = None, max_gts: int = DEFAULT_MAX_GTS) -> AssignView:
+    """Run the detector on the image, trace both assignments, write the figure and the numbers
+    (with the detector's own detections on the image, as ``predict`` finds them)."""
+    if not isinstance(detector.backend, TorchBackend):
+        raise DynatssError(f"{detector.weights}: assign needs the network's raw outputs: give a .pth or "
+                           ".safetensors file, not an ONNX export")
     if len(truth.boxes) == 0:
         raise DynatssError(f"{image_path}: no ground-truth boxes to assign")
     if gts is not None and not all(0 <= g < len(truth.boxes) for g in gts):
         raise DynatssError(f"--gts: indices must be in 0..{len(truth.boxes) - 1}, got {gts}")
-    original = read_image(image_path)
-    resized = resize_for_test(original, cfg.data)
-    batch = pad_batch([resized], size_divisibility=cfg.data.size_divisibility).to(device)  # [1, 3, H, W]
-    scale = (original.shape[-1] / resized.shape[-1], original.shape[-2] / resized.shape[-2])  # (x, y)
+    cfg, model = detector.config, detector.backend.model
+    original = load_image(image_path, max_pixels=cfg.data.max_image_pixels)
+    prepared = prepare_images([original], cfg.data)
+    height, width = prepared.image_sizes[0].tolist()
+    scale = (original.shape[-1] / width, original.shape[-2] / height)  # (x, y) original pixels per input pixel
     gt_input = truth.boxes / torch.tensor([scale[0], scale[1], scale[0], scale[1]])  # [G, 4] input pixels
-    with torch.no_grad():  # not inference_mode: the assigner caches anchor grids by version counter
-        outputs = detector.eval().to(device)(batch)
-        pred_boxes = predicted_boxes(outputs, detector.box_coder)[0].float()  # [A, 4]
+    device = detector.backend.device
+    with torch.no_grad():
+        outputs = model(prepared.images.to(device))
+        pred_boxes = predicted_boxes(outputs, model.box_coder)[0].float()  # [A, 4]
     pred_weight, anchor_weight = dynamic_weights(cfg)
     trace = trace_assignment(outputs.anchors.float(), outputs.num_anchors_per_level, gt_input.to(device), pred_boxes,
                              topk=cfg.assign.topk, pred_weight=pred_weight, anchor_weight=anchor_weight)
@@ -131,12 +143,15 @@ def view_assignment(detector, cfg: Config, image_path: Path, truth: GroundTruth,
     stem = image_path.stem
     title = (f"{image_path.name}: ATSS vs combined IoU ({pred_weight:g} PIoU + {anchor_weight:g} AIoU), "
              f"top-{trace.topk} candidates per level")
+    resized = prepared.images[0, :, :height, :width]
     figure = write_assignment_figure(trace, resized, shown, truth.class_names, out_dir / f"assign_{stem}.png",
-                                     strides=list(detector.strides), title=title)
+                                     strides=list(model.strides), title=title)
+    found = detector.predict(original, score_threshold=DISPLAY_SCORE_THRESHOLD)
     document = {
-        "image": str(image_path), "input_size": list(resized.shape[-2:]), "scale_to_original": list(scale),
+        "image": str(image_path), "input_size": [height, width], "scale_to_original": list(scale),
         "topk": trace.topk, "pred_weight": pred_weight, "anchor_weight": anchor_weight, "shown_gts": shown,
         "gts": trace_to_dict(trace, class_names=truth.class_names, scale=scale),
+        "detections": found.detections(),
     }
     numbers = atomic_write_text(out_dir / f"assign_{stem}.json", json.dumps(document, indent=1) + "\n")
     return AssignView(trace, figure, numbers, assignment_table(trace, truth.class_names))

@@ -14,8 +14,9 @@ from torchvision.io import write_png
 
 from dynatss import Detector
 from dynatss.cli.main import main
-from dynatss.engine.inference import load_detector
-from dynatss.tools.predict import DETECTIONS_FILE, detect
+from dynatss.engine.trained import load_trained
+from dynatss.model.inference import detect_images
+from dynatss.reports.predictions import DETECTIONS_FILE
 
 SIZE = 128  # the tiny run's test_min_size
 
@@ -84,11 +85,11 @@ def test_export_safetensors_round_trip(tiny_run, tmp_path):
     assert main(["export", "--weights", str(tiny_run.checkpoint), "--format", "safetensors",
                  "--out", str(path)]) == 0
     image = _image()
-    original, cfg, _ = load_detector(tiny_run.checkpoint)
-    restored, restored_cfg, meta = load_detector(path)
+    original, cfg, _ = load_trained(tiny_run.checkpoint)
+    restored, restored_cfg, meta = load_trained(path)
     assert meta == tiny_run.meta
-    (a,) = detect(original, [image], cfg, device="cpu")
-    (b,) = detect(restored, [image], restored_cfg, device="cpu")
+    (a,) = detect_images(original, [image], cfg.data, cfg.inference)
+    (b,) = detect_images(restored, [image], restored_cfg.data, restored_cfg.inference)
     torch.testing.assert_close(a["boxes"], b["boxes"])
     torch.testing.assert_close(a["scores"], b["scores"])
 

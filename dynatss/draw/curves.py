@@ -1,6 +1,7 @@
 """Training-curve figures (matplotlib, Agg, no pyplot state): raw values faint, moving average solid.
 
-Used by ``compare`` (several runs on shared axes, the paper's Figs. 2-4) and ``report`` (one run).
+A leaf of the package: figures and PNG bytes, no files (callers write them atomically). Used by
+``compare`` (several runs on shared axes, the paper's Figs. 2-4) and ``report`` (one run).
 """
 
 from __future__ import annotations
@@ -8,13 +9,10 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure
-
-from dynatss.atomic import atomic_write_bytes
 
 RAW_ALPHA = 0.35
 BAND_ALPHA = 0.15
@@ -91,25 +89,28 @@ def auto_window(num_points: int) -> int:
     return max(1, min(max(MIN_AUTO_WINDOW, int(num_points * AUTO_WINDOW_FRACTION)), num_points // 2))
 
 
-def plot_panels(
+def figure_png(figure: Figure, dpi: int = DPI) -> bytes:
+    """The figure as PNG bytes."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def panels_png(
     curves: dict[str, list[Curve]],
     panels: tuple[Panel, ...] | list[Panel],
-    path: str | Path,
     *,
     title: str,
     smooth: int | None = None,
-) -> Path:
-    """Draw ``panels`` side by side, each with its curves from ``curves[panel.key]``; write a PNG."""
-    figure = build_figure(curves, panels, title=title, smooth=smooth)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
-    return atomic_write_bytes(path, buffer.getvalue())
+) -> bytes:
+    """``panels`` side by side, each with its curves from ``curves[panel.key]``, as PNG bytes."""
+    return figure_png(build_figure(curves, panels, title=title, smooth=smooth))
 
 
 def build_figure(
     curves: dict[str, list[Curve]], panels: tuple[Panel, ...] | list[Panel], *, title: str, smooth: int | None = None
 ) -> Figure:
-    """The figure :func:`plot_panels` writes: one axes per panel, raw faint, moving average solid."""
+    """The figure of :func:`panels_png`: one axes per panel, raw faint, moving average solid."""
     columns = 2 if len(panels) == 4 else min(len(panels), MAX_COLUMNS)
     rows = math.ceil(len(panels) / columns)
     figure = Figure(figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows), layout="constrained")

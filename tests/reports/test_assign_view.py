@@ -11,7 +11,7 @@ from torchvision.io import decode_image
 
 from dynatss.assign import atss_assign
 from dynatss.cli.main import main
-from dynatss.tools.assign_trace import most_changed_gts, trace_assignment, trace_to_dict
+from dynatss.reports.assign_trace import most_changed_gts, trace_assignment, trace_to_dict
 from tests.assign.grids import make_anchors
 
 PRED_WEIGHT, ANCHOR_WEIGHT, TOPK = 1.0, 1.0, 4

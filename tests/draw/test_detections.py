@@ -5,15 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dynatss.tools.drawing import (
-    GROUND_TRUTH_COLOR,
+from dynatss.draw.detections import (
     caption_boxes,
     class_color,
     draw_detections,
     style_for,
     text_color,
 )
-from dynatss.tools.images import draw_detections as reexported
 
 HEIGHT, WIDTH = 120, 200
 NAMES = ("triangle", "ellipse", "rectangle")
@@ -97,12 +95,17 @@ def test_colours_are_stable_per_class_and_text_contrasts():
         assert _mask_of(drawn, class_color(2)).any()
 
 
-def test_ground_truth_is_drawn_white_and_empty_detections_keep_the_image():
-    image = torch.zeros((3, 60, 80), dtype=torch.uint8)
+def test_ground_truth_is_visible_on_dark_and_light_images_and_empty_detections_keep_the_image():
     empty = torch.zeros((0, 4))
-    same = draw_detections(image, empty, torch.zeros(0, dtype=torch.long), torch.zeros(0), NAMES)
-    assert torch.equal(same, image) and same is not image
-    with_truth = reexported(image, empty, torch.zeros(0, dtype=torch.long), torch.zeros(0), NAMES,
-                            ground_truth=torch.tensor([[10.0, 10, 50, 40]]))
-    white = _mask_of(with_truth, GROUND_TRUTH_COLOR)
-    assert white[10, 10:51].all() and white[40, 10:51].all() and not white[25, 30]
+    for value in (0, 255):  # white inside black: a light and a dark line on either background
+        image = torch.full((3, 60, 80), value, dtype=torch.uint8)
+        same = draw_detections(image, empty, torch.zeros(0, dtype=torch.long), torch.zeros(0), NAMES)
+        assert torch.equal(same, image) and same is not image
+        drawn = draw_detections(image, empty, torch.zeros(0, dtype=torch.long), torch.zeros(0), NAMES,
+                                ground_truth=torch.tensor([[10.0, 10, 50, 40]]))
+        top_edge = drawn[:, 10:13, 30]  # [3, rows] across the top edge
+        assert (top_edge == 0).all(0).any() and (top_edge == 255).all(0).any()
+        left_edge = drawn[:, 25, 10:13]
+        assert (left_edge == 0).all(0).any() and (left_edge == 255).all(0).any()
+        assert torch.equal(drawn[:, 20:30, 20:40], image[:, 20:30, 20:40])  # the inside stays as it was
+        assert not torch.equal(drawn, image)

@@ -24,13 +24,21 @@ from torch import Tensor, nn
 from torchvision.ops import nms
 
 from dynatss.atomic import atomic_path
-from dynatss.config import InferenceConfig
+from dynatss.config import DataConfig, InferenceConfig
+from dynatss.data.records import DatasetMeta
 from dynatss.errors import DynatssError
 from dynatss.model.dcn import onnx_opset_for
 from dynatss.model.detector import DetectionModel
 from dynatss.model.head_outputs import as_head_outputs
 from dynatss.model.postprocess import clip_boxes, select_candidates
 
+# metadata_props keys of an exported model (docs/export.md); the reader is
+# dynatss.api.backends.OnnxBackend, through :func:`read_metadata`.
+META_CLASS_NAMES = "class_names"
+META_CATEGORY_IDS = "category_ids"
+META_INPUT = "input_spec"
+META_INFERENCE = "inference"
+META_VERSION = "dynatss_version"
 # ONNX opset: 11+ has NonMaxSuppression; 17 is widely supported by runtimes. Models with
 # deformable convs (model.dcn_levels, model.head_dcn) need 19, the first with DeformConv.
 OPSET = 17
@@ -164,3 +172,48 @@ def _write_metadata(path: Path, metadata: dict[str, Any], onnx) -> None:
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
     onnx.save(graph, str(path))
+
+
+def input_spec(data: DataConfig) -> dict[str, Any]:
+    """What a runtime must do before the graph (stored in the ONNX metadata): exactly
+    dynatss.model.inference.prepare_images."""
+    return {
+        "layout": "NCHW",
+        "color": "RGB",
+        "dtype": "float32",
+        "range": [0, 255],
+        "normalization": "inside the graph",
+        "test_min_size": data.test_min_size,
+        "max_size": data.max_size,
+        "size_divisibility": data.size_divisibility,
+        "resize": "shorter side to test_min_size, longer side at most max_size, aspect ratio kept, "
+        "bilinear with antialiasing (torchvision.transforms.v2.functional.resize, PIL's BILINEAR); "
+        "pad bottom/right with zeros to a multiple of size_divisibility; image_sizes = (h, w) before padding",
+    }
+
+
+def onnx_metadata(data: DataConfig, inference: InferenceConfig, meta: DatasetMeta, version: str) -> dict[str, Any]:
+    """What the ONNX file carries besides the graph: classes, input spec, post-processing settings."""
+    return {
+        META_CLASS_NAMES: list(meta.class_names),
+        META_CATEGORY_IDS: [int(i) for i in meta.category_ids],
+        META_INPUT: input_spec(data),
+        META_INFERENCE: dataclasses.asdict(inference),
+        META_VERSION: version,
+    }
+
+
+def read_metadata(props: dict[str, str], source: str | Path) -> tuple[DatasetMeta, DataConfig, InferenceConfig]:
+    """Classes, input geometry and inference settings from an exported file's ``metadata_props``."""
+    try:
+        names = json.loads(props[META_CLASS_NAMES])
+        ids = json.loads(props[META_CATEGORY_IDS])
+        spec = json.loads(props[META_INPUT])
+        inference = InferenceConfig(**json.loads(props[META_INFERENCE]))
+        data = DataConfig(test_min_size=int(spec["test_min_size"]), max_size=int(spec["max_size"]),
+                          size_divisibility=int(spec["size_divisibility"]))
+        return DatasetMeta(tuple(names), tuple(ids)), data, inference
+    except (KeyError, ValueError, TypeError) as error:
+        raise DynatssError(
+            f"{source}: not exported by dynatss export (metadata lacks {error}); export it again"
+        ) from None

@@ -9,7 +9,8 @@ import torch
 from torchvision.io import decode_image, write_jpeg, write_png
 
 from dynatss.cli.main import main
-from dynatss.tools.predict import DETECTIONS_FILE, detect
+from dynatss.model.inference import detect_images
+from dynatss.reports.predictions import DETECTIONS_FILE
 
 
 @pytest.fixture
@@ -79,13 +80,13 @@ def test_predict_bad_checkpoint_is_one_line_error(image_dir, tmp_path, capsys):
 
 def test_detect_batched_equals_one_by_one(tiny_run):
     """Same-size images give the same detections whether they share a forward pass or not."""
-    from dynatss.engine.inference import load_detector
+    from dynatss.engine.trained import load_trained
 
-    detector, cfg, _ = load_detector(tiny_run.checkpoint)
+    detector, cfg, _ = load_trained(tiny_run.checkpoint)
     generator = torch.Generator().manual_seed(1)
     images = [torch.randint(0, 256, (3, 96, 128), dtype=torch.uint8, generator=generator) for _ in range(2)]
-    together = detect(detector, images, cfg, device="cpu")
-    alone = [detect(detector, [image], cfg, device="cpu")[0] for image in images]
+    together = detect_images(detector, images, cfg.data, cfg.inference)
+    alone = [detect_images(detector, [image], cfg.data, cfg.inference)[0] for image in images]
     for batched, single in zip(together, alone):
         torch.testing.assert_close(batched["boxes"], single["boxes"], atol=1e-3, rtol=1e-4)
         torch.testing.assert_close(batched["scores"], single["scores"], atol=1e-5, rtol=1e-4)

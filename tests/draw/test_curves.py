@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dynatss.tools.plots import Curve, Panel, auto_window, build_figure, moving_average
+from dynatss.draw.curves import Curve, Panel, auto_window, build_figure, moving_average
 
 PANELS = (
     Panel("narrow", "Quality loss (0.55-0.65)", "loss_quality", log_scale=True),

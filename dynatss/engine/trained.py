@@ -1,16 +1,19 @@
-"""Load a trained detector for prediction and export: from a .pth checkpoint or a .safetensors file."""
+"""Load a trained detector: from a .pth checkpoint or a .safetensors file (weights, config, classes).
+
+What every command that takes ``--weights`` starts from (through dynatss.api.Detector), and what
+experiments use directly: :func:`load_trained` rebuilds the model a run trained, in eval mode.
+"""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
-from dynatss.config import Config, _merge, _parse_override, load_config, validate_config
+from dynatss.config import Config, apply_overrides, config_from_dict, load_config
 from dynatss.data.records import DatasetMeta
 from dynatss.engine.build import resolve_device
 from dynatss.engine.checkpoint import (
@@ -23,19 +26,6 @@ from dynatss.engine.checkpoint import (
 from dynatss.errors import DynatssError
 from dynatss.model.build import build_detector
 from dynatss.model.detector import DetectionModel
-
-
-def config_from_dict(data: dict[str, Any], source: str | Path) -> Config:
-    """The Config saved with a run (a plain dict) back as a Config, checked like a YAML file."""
-    config = Config()
-    if not isinstance(data, dict):
-        raise DynatssError(f"{source}: the saved config is not a mapping")
-    try:
-        _merge(config, data, "")
-        validate_config(config)
-    except DynatssError as error:
-        raise DynatssError(f"{source}: saved config: {error}") from None
-    return config
 
 
 def load_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str | Path) -> None:
@@ -67,14 +57,6 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     except (SafetensorError, OSError, ValueError) as error:
         raise DynatssError(f"{path}: not a readable safetensors file ({error})") from None
     return state_dict, config, meta
-
-
-def apply_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> Config:
-    """A copy of ``config`` with ``key.sub=value`` overrides applied (checked like a YAML file)."""
-    config = copy.deepcopy(config)
-    for text in overrides:
-        _merge(config, _parse_override(text), "")
-    return validate_config(config)
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], DatasetMeta]:
@@ -118,13 +100,21 @@ def checkpoint_config(
     return resolve_config(saved, weights_path, meta, config=config, overrides=overrides)
 
 
-def load_detector(
+class TrainedModel(NamedTuple):
+    """A trained detector in eval mode, the config to use it with, and its classes."""
+
+    model: DetectionModel
+    config: Config
+    meta: DatasetMeta
+
+
+def load_trained(
     weights_path: str | Path,
     device: str | torch.device = "cpu",
     *,
     config: str | Path | Config | None = None,
     overrides: list[str] | tuple[str, ...] = (),
-) -> tuple[DetectionModel, Config, DatasetMeta]:
+) -> TrainedModel:
     """Rebuild the detector a run trained (EMA weights if it kept an EMA), in eval mode on ``device``.
 
     Accepts a training checkpoint (``.pth``) or a ``.safetensors`` file with its ``.json`` sidecar.
@@ -138,4 +128,11 @@ def load_detector(
     load_weights(model, state_dict, path)
     if isinstance(device, str):  # "auto", "cuda", "gpu", ...: the one device rule of every command
         device = resolve_device(device, setting="device")
-    return model.to(device).eval(), config, meta
+    return TrainedModel(model.to(device).eval(), config, meta)
+
+
+def run_dir_of(weights: str | Path) -> Path:
+    """The run directory of a weights file: RUN_DIR for RUN_DIR/checkpoints/NAME, else its folder.
+    Commands write their outputs there unless told otherwise, whatever the current folder."""
+    folder = Path(weights).resolve().parent
+    return folder.parent if folder.name == "checkpoints" else folder

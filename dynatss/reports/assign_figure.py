@@ -19,7 +19,7 @@ from matplotlib.patches import Patch, Rectangle
 from torch import Tensor
 
 from dynatss.atomic import atomic_write_bytes
-from dynatss.tools.assign_trace import AssignmentTrace
+from dynatss.reports.assign_trace import AssignmentTrace
 
 DPI = 80
 ROW_SIZE = (17.0, 3.4)  # inches per GT row

@@ -8,7 +8,7 @@ import shutil
 from torchvision.io import decode_image
 
 from dynatss.cli.main import main
-from dynatss.tools.report import write_report
+from dynatss.reports.report import write_report
 
 from .fake_runs import write_fake_run
 
