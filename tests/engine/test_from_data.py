@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from dynatss.config import Config, SolverConfig
+from dynatss.config import Config, SolverConfig, load_config
 from dynatss.data.records import DatasetMeta, ImageRecord
+from dynatss.engine.build import load_split
 from dynatss.engine.from_data import resolve_from_data, training_box_sizes, training_scale
 from dynatss.engine.lr_schedule import schedule_in_epochs
+
+RECIPE = Path(__file__).resolve().parents[2] / "configs" / "recipes" / "small_data_cpu.yaml"
 
 
 def _record(width: int, height: int, boxes: list[list[float]], labels: list[int]) -> ImageRecord:
@@ -55,3 +61,36 @@ def test_resolve_from_data_writes_the_choices_into_the_config():
 def test_nothing_to_resolve_leaves_the_config_as_it_is():
     resolved, notes = resolve_from_data(Config(), [], DatasetMeta(("a",), (1,)))
     assert notes == [] and resolved == Config()
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+@pytest.mark.parametrize(("dataset", "overrides", "scale", "decided_by"), [
+    ("bccd", ["data.format=voc", "data.min_sizes=[320]", "data.max_size=427"], 4.0, "Platelets"),
+    ("aerial_cars", ["data.format=voc", "data.min_sizes=[512]", "data.max_size=1024"], 4.0, "car"),
+])
+def test_real_small_object_data_choose_small_anchors(dataset, overrides, scale, decided_by):
+    """The recipe's choice on the shared datasets (skipped without ../shared/data)."""
+    root = SHARED_DATA / dataset
+    if not root.is_dir():
+        pytest.skip(f"{root} not found")
+    cfg = load_config(RECIPE, [*overrides, f"data.root={root}", "data.train_split=train"])
+    train_set = load_split(cfg.data, "train")
+    resolved, notes = resolve_from_data(cfg, train_set.records, train_set.meta)
+    assert resolved.model.anchor_scales == [scale]
+    assert f"'{decided_by}'" in notes[0]
+
+
+def test_large_objects_of_a_real_dataset_keep_the_official_anchors():
+    """BCCD's white cells alone (126 px at 320): 8 x stride serves them (skipped without the data)."""
+    root = SHARED_DATA / "bccd"
+    if not root.is_dir():
+        pytest.skip(f"{root} not found")
+    cfg = load_config(RECIPE, ["data.format=voc", f"data.root={root}", "data.min_sizes=[320]", "data.max_size=427"])
+    train_set = load_split(cfg.data, "train")
+    wbc = train_set.meta.class_names.index("WBC")
+    records = [replace(r, boxes=r.boxes[r.labels == wbc], labels=r.labels[r.labels == wbc],
+                       ignore=r.ignore[r.labels == wbc]) for r in train_set.records]
+    resolved, _ = resolve_from_data(cfg, records, train_set.meta)
+    assert resolved.model.anchor_scales == [8.0]
