@@ -4,7 +4,7 @@ End to end means from decoded uint8 images [3, h, w] in memory to detections in 
 pixels on the CPU: pre-processing (resize to the test scale, pad / batch), the network, and
 post-processing (score threshold, top-k, decoding, NMS, mapping boxes back). The three paths:
 
-- ``dynatss``: ``dynatss.tools.predict.detect``, what ``dynatss predict`` runs (inference mode);
+- ``dynatss``: ``dynatss.model.inference`` (prepare_images, detect_prepared), what ``dynatss predict`` runs;
 - ``dynatss_onnx``: the same weights exported by ``dynatss.model.onnx_export.export_onnx`` (any batch
   and size) and run by ``dynatss.api.backends.OnnxBackend``, what ``Detector`` runs for a .onnx
   file (onnxruntime, all graph optimisations, ``--threads`` intra-op threads), its resizing,
@@ -44,13 +44,13 @@ from dynatss.config import Config, load_config
 from dynatss.data.datasets import read_dataset
 from dynatss.data.records import DatasetMeta
 from dynatss.data.transforms import load_image
-from dynatss.engine.trained import load_trained
 from dynatss.engine.precision import autocast_context
+from dynatss.engine.trained import load_trained
 from dynatss.model.build import build_detector
 from dynatss.model.detector import IMAGENET_MEAN, IMAGENET_STD, PIXEL_MAX
-from dynatss.model.onnx_export import export_onnx
-from dynatss.tools.export import onnx_metadata
-from dynatss.tools.predict import detect
+from dynatss.model.inference import detect_prepared, prepare_images
+from dynatss.model.onnx_export import export_onnx, onnx_metadata
+from dynatss.version import __version__
 from experiments.ablation import BASE_CONFIG, dataset_overrides, variant_overrides
 from experiments.peers import build_peer
 from experiments.variants import find_variants
@@ -93,15 +93,14 @@ def eager_detect(model: nn.Module, cfg: Config, device: torch.device) -> Detect:
     autocast = autocast_context(cfg, device)
 
     def run(images: list[Tensor]) -> list[dict[str, Tensor]]:
-        with autocast:
-            return detect(model, images, cfg, device=device)
+        return detect_prepared(model, prepare_images(images, cfg.data), cfg.inference, autocast=autocast)
 
     return run
 
 
 def onnx_detect(model: nn.Module, cfg: Config, meta: DatasetMeta, threads: int, path: Path) -> Detect:
     """``model`` exported with its metadata and run by dynatss's ONNX backend (what Detector runs)."""
-    export_onnx(model, path, inference_cfg=cfg.inference, metadata=onnx_metadata(cfg, meta))
+    export_onnx(model, path, inference_cfg=cfg.inference, metadata=onnx_metadata(cfg.data, cfg.inference, meta, __version__))
     backend = OnnxBackend(path, device=torch.device("cpu"), threads=threads)
 
     def run(images: list[Tensor]) -> list[dict[str, Tensor]]:

@@ -25,7 +25,6 @@ from dynatss.config import load_config  # noqa: E402
 from dynatss.data.loader import build_train_loader  # noqa: E402
 from dynatss.engine.build import load_split, with_num_classes  # noqa: E402
 from dynatss.model.build import build_detector  # noqa: E402
-from dynatss.model.head_outputs import GFLOutputs, VFNetOutputs, decode_gfl, decode_vfnet  # noqa: E402
 from experiments.ablation import dataset_overrides  # noqa: E402
 
 SETTINGS = (("atss", "anchor"), ("gfl", "official"), ("gfl", "anchor"), ("vfnet", "official"), ("vfnet", "anchor"))
@@ -33,11 +32,7 @@ SETTINGS = (("atss", "anchor"), ("gfl", "official"), ("gfl", "anchor"), ("vfnet"
 
 def predicted_boxes(model: torch.nn.Module, outputs) -> torch.Tensor:
     """[B, A, 4]: the boxes each head's criterion takes its PIoUs from (VFNet: the refined ones)."""
-    if isinstance(outputs, GFLOutputs):
-        return decode_gfl(outputs)
-    if isinstance(outputs, VFNetOutputs):
-        return decode_vfnet(outputs)
-    return model.box_coder.decode(outputs.box_deltas, outputs.anchors)
+    return outputs.pred_boxes()
 
 
 def count(model: torch.nn.Module, batches: list, dynamic: bool) -> tuple[int, int, int]:

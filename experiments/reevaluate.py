@@ -24,11 +24,11 @@ import torch
 if __package__ in (None, ""):  # run as a script: make `experiments` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dynatss.config import config_from_dict  # noqa: E402
 from dynatss.data.loader import build_test_loader  # noqa: E402
 from dynatss.engine.build import load_split  # noqa: E402
 from dynatss.engine.checkpoint import load_checkpoint, meta_from_dict  # noqa: E402
 from dynatss.engine.evaluate import EvalResult, evaluate  # noqa: E402
-from dynatss.config import config_from_dict  # noqa: E402
 from dynatss.engine.trained import load_trained  # noqa: E402
 from experiments.ablation import RESULTS_DIR  # noqa: E402
 from experiments.peers import build_peer, evaluate_peer  # noqa: E402

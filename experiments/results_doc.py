@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dynatss.atomic import atomic_write_text
-from dynatss.reports.compare import group_runs, plot_groups
 from dynatss.draw.curves import ASSIGN_PANELS, LOSS_BOX
+from dynatss.reports.compare import group_runs, plot_groups
 from dynatss.reports.runs import COCO_COLUMNS, RunLog, read_run
 from experiments.results_checks import dataset_checks, render_checks
 from experiments.variants import VARIANTS, Variant

@@ -26,7 +26,7 @@ import torch
 from dynatss.data.loader import build_test_loader
 from dynatss.engine.build import load_split
 from dynatss.engine.evaluate import evaluate
-from dynatss.engine.inference import load_detector
+from dynatss.engine.trained import load_trained
 
 
 def evaluate_exponents(run_dir: Path, exponents: list[float]) -> list[dict]:
@@ -34,7 +34,7 @@ def evaluate_exponents(run_dir: Path, exponents: list[float]) -> list[dict]:
     checkpoint = run_dir / "checkpoints" / "last.pth"
     lines = []
     for exponent in exponents:
-        model, cfg, meta = load_detector(checkpoint, device="cpu", overrides=[f"inference.quality_exponent={exponent}"])
+        model, cfg, meta = load_trained(checkpoint, device="cpu", overrides=[f"inference.quality_exponent={exponent}"])
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, test_batch_size=1))
         split = load_split(cfg.data, cfg.data.val_split)
         loader = build_test_loader(split.records, cfg.data, batch_size=1)

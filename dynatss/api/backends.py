@@ -22,7 +22,7 @@ from dynatss.model.inference import (
     DetectOptions,
     PreparedImages,
     detect_prepared,
-    keep_options,
+    keep_classes,
     prepare_images,
     to_original_pixels,
 )
@@ -88,7 +88,8 @@ class OnnxBackend:
                                    f"with inference.{'nms_threshold' if name == 'nms_iou' else name}={asked}")
 
     def run(self, prepared: PreparedImages, score_threshold: float) -> list[Detections]:
-        """The graph's detections of a prepared batch, in input pixels (the raw ONNX output)."""
+        """The graph's detections of a prepared batch, in input pixels (the raw ONNX output), with
+        a final score of at least ``score_threshold``."""
         boxes, scores, labels, counts = self.session.run(None, {
             "images": prepared.images.float().contiguous().numpy(),
             "image_sizes": prepared.image_sizes.numpy(),
@@ -100,10 +101,12 @@ class OnnxBackend:
     def detect_prepared(self, prepared: PreparedImages, options: DetectOptions = DetectOptions()) -> list[Detections]:
         self._check(options)
         found = []
-        raw = self.run(prepared, self.inference.score_threshold)
+        raw = self.run(prepared, options.score_threshold)
         for result, size, original in zip(raw, prepared.image_sizes, prepared.original_sizes):
             result["boxes"] = to_original_pixels(result["boxes"], size, original)
-            found.append(keep_options(result, options))
+            # Classes are not a graph input: filtered after NMS, which keeps the same detections
+            # unless an image had more than max_detections (docs/export.md).
+            found.append(keep_classes(result, options.classes))
         return found
 
     def detect(self, images: list[Tensor], options: DetectOptions = DetectOptions()) -> list[Detections]:

@@ -1,28 +1,33 @@
 """ATSS and Dynamic ATSS label assignment, batched over images (paper Sec. III.A-B, Fig. 1).
 
 For every ground-truth box (GT):
-  1. candidates: per pyramid level, the k anchors whose centres are nearest to the GT centre;
+  1. candidates: per pyramid level, the anchors whose centres are nearest to the GT centre, k per
+     anchor location (k x anchors per location in all; ATSS: k = 9 with one anchor per location);
   2. IoUs of the candidates: AIoU (anchor vs GT) and, for Dynamic ATSS, PIoU (predicted box vs GT);
      combined IoU = w_p * PIoU + w_a * AIoU (plain ATSS: AIoU alone);
-  3. adaptive threshold: w_p * mean(PIoU) + w_a * mean(AIoU) + w_p * std(PIoU) + w_a * std(AIoU),
-     i.e. the combined mean plus the combined std (unbiased std, as the official code);
+  3. adaptive threshold: w_p * (mean(PIoU) + std(PIoU)) + w_a * (mean(AIoU) + std(AIoU)): the
+     combined mean plus the weighted sum of the two stds, which is not the std of the combined
+     IoU (unbiased stds, as the official code; tests/assign/test_atss.py shows the two differ);
   4. positives: candidates whose combined IoU is at or above the threshold and whose anchor centre
      lies inside the GT;
   5. conflicts: an anchor claimed by several GTs goes to the GT with the highest combined IoU
      (ties to the lower GT index).
-GTs are padded per image with a validity mask; nothing loops over images or boxes, and memory
-grows with the number of candidates (G x K), never with anchors x GTs.
+GTs are padded per image with a validity mask; nothing loops over images or boxes. With the anchor
+generator's level grids (``grids``) step 1 looks at a window of each level's grid, so memory grows
+with G x window, not with anchors x GTs; without them each level is searched whole (G x A_l).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from dynatss.assign.candidates import select_candidates
+from dynatss.assign.candidates import nearest_anchors
 from dynatss.boxes import elementwise_box_iou
+from dynatss.model.anchors import LevelGrid
 
 # Official ATSS: an anchor centre is inside a GT when its distance to every side exceeds this (px).
 CENTER_INSIDE_EPS = 0.01
@@ -131,6 +136,7 @@ def atss_assign(
     topk: int = 9,
     pred_weight: float = 1.0,
     anchor_weight: float = 1.0,
+    grids: Sequence[LevelGrid] | None = None,
 ) -> Assignment:
     """ATSS (``pred_boxes`` None) or Dynamic ATSS label assignment for a batch.
 
@@ -138,6 +144,7 @@ def atss_assign(
     gt_boxes: [B, G, 4] xyxy; gt_valid: [B, G] bool (False = padding); pred_boxes: [B, A, 4]
     boxes decoded from the detached regression output. ``pred_weight`` and ``anchor_weight`` are
     the w_p and w_a of the combined IoU (Table III); anchor_weight=0 gives "PIoU only" (Table II).
+    ``grids``: the anchor generator's layout of each level (see :func:`nearest_anchors`).
     """
     num_anchors = anchors.shape[0]
     assert anchors.shape == (num_anchors, 4), anchors.shape
@@ -150,7 +157,7 @@ def atss_assign(
     else:
         pred_weight = 0.0
 
-    candidates = select_candidates(anchors, num_anchors_per_level, gt_boxes, topk)  # [B, G, K]
+    candidates = nearest_anchors(anchors, num_anchors_per_level, gt_boxes, topk, grids)  # [B, G, K]
     anchor_ious, pred_ious = candidate_ious(anchors, pred_boxes, gt_boxes, candidates)
     combined_ious = pred_weight * pred_ious + anchor_weight * anchor_ious  # [B, G, K]
     threshold = adaptive_threshold(anchor_ious, pred_ious, pred_weight, anchor_weight)  # [B, G]

@@ -15,69 +15,13 @@ Ties inside the window are broken by anchor index, as a stable sort over the lev
 
 from __future__ import annotations
 
-import weakref
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from dynatss.boxes import box_centers
-
-# Pixels: anchor centres closer than this are the same grid location.
-_CENTER_TOLERANCE = 1e-3
-
-
-@dataclass(frozen=True)
-class LevelGrid:
-    """Layout of one level's anchors: index = start + anchor + per_location * (x + width * y)."""
-
-    start: int
-    height: int
-    width: int
-    per_location: int
-    origin_x: float
-    origin_y: float
-    stride_x: float
-    stride_y: float
-
-    @property
-    def count(self) -> int:
-        return self.height * self.width * self.per_location
-
-
-def infer_level_grid(level_anchors: Tensor, start: int) -> LevelGrid | None:
-    """Recover the grid of one level from its anchors [A_l, 4], or None if they are not a grid."""
-    count = level_anchors.shape[0]
-    if count == 0:
-        return None
-    centers = box_centers(level_anchors).double()  # [A_l, 2]
-    # Anchors of several sizes at one location can have centres that differ by rounding only.
-    same_as_first = ((centers - centers[0]).abs() <= _CENTER_TOLERANCE).all(dim=1)
-    per_location = int(same_as_first.int().cumprod(0).sum())
-    if count % per_location:
-        return None
-    location_centers = centers[::per_location]  # [H*W, 2]
-    same_row = (location_centers[:, 1] - location_centers[0, 1]).abs() <= _CENTER_TOLERANCE
-    width = int(same_row.int().cumprod(0).sum())
-    if (count // per_location) % width:
-        return None
-    height = count // per_location // width
-    origin_x, origin_y = location_centers[0].tolist()
-    stride_x = (location_centers[1, 0] - origin_x).item() if width > 1 else 1.0
-    stride_y = (location_centers[width, 1] - origin_y).item() if height > 1 else 1.0
-    grid = LevelGrid(start, height, width, per_location, origin_x, origin_y, stride_x, stride_y)
-    expected = _grid_centers(grid, centers.device)  # [A_l, 2]
-    if stride_x <= 0 or stride_y <= 0 or not torch.allclose(expected, centers, rtol=0, atol=_CENTER_TOLERANCE):
-        return None
-    return grid
-
-
-def _grid_centers(grid: LevelGrid, device: torch.device) -> Tensor:
-    ys = torch.arange(grid.height, device=device, dtype=torch.float64) * grid.stride_y + grid.origin_y
-    xs = torch.arange(grid.width, device=device, dtype=torch.float64) * grid.stride_x + grid.origin_x
-    cy, cx = torch.meshgrid(ys, xs, indexing="ij")
-    centers = torch.stack([cx, cy], dim=-1).reshape(-1, 1, 2)
-    return centers.expand(-1, grid.per_location, 2).reshape(-1, 2)
+from dynatss.model.anchors import LevelGrid
 
 
 def _nearest_lines(position: Tensor, origin: float, stride: float, lines: int, size: int) -> Tensor:
@@ -100,25 +44,6 @@ def window_indices(grid: LevelGrid, gt_centers: Tensor, topk: int) -> Tensor:
     return indices.flatten(2) + grid.start
 
 
-# Grids inferred per anchors tensor: the model hands the same cached anchors every iteration.
-_GRID_CACHE: dict[int, tuple[weakref.ref, int, tuple[int, ...], list[LevelGrid | None]]] = {}
-
-
-def level_grids(anchors: Tensor, num_anchors_per_level: list[int]) -> list[LevelGrid | None]:
-    """The grid of every level (None where the anchors are not a grid), cached per tensor."""
-    key = id(anchors)
-    counts = tuple(num_anchors_per_level)
-    cached = _GRID_CACHE.get(key)
-    if cached and cached[0]() is anchors and cached[1] == anchors._version and cached[2] == counts:
-        return cached[3]
-    starts = [sum(counts[:level]) for level in range(len(counts))]
-    grids = [infer_level_grid(anchors[start : start + count], start) for start, count in zip(starts, counts)]
-    for stale in [k for k, v in _GRID_CACHE.items() if v[0]() is None]:
-        del _GRID_CACHE[stale]
-    _GRID_CACHE[key] = (weakref.ref(anchors), anchors._version, counts, grids)
-    return grids
-
-
 def _stable_smallest(distances: Tensor, k: int) -> Tensor:
     """Positions of the k smallest of ``distances`` [..., W] (>= 0), ties to the lower position.
 
@@ -133,20 +58,26 @@ def _stable_smallest(distances: Tensor, k: int) -> Tensor:
     return keys.topk(k, dim=-1, largest=False, sorted=True).indices
 
 
-def select_candidates(
-    anchors: Tensor, num_anchors_per_level: list[int], gt_boxes: Tensor, topk: int
+def nearest_anchors(
+    anchors: Tensor, num_anchors_per_level: list[int], gt_boxes: Tensor, topk: int,
+    grids: Sequence[LevelGrid] | None = None,
 ) -> Tensor:
     """Indices of the ATSS candidates of every GT: [B, G, K], K = sum over levels of k_l.
 
     Per level, k_l = min(topk x anchors per location, anchors in the level), as the official ATSS
-    code; nearest means smallest squared centre distance, ties going to the lower anchor index.
+    code: the k anchors per location nearest to the GT centre, k x anchors per location in all;
+    nearest means smallest squared centre distance, ties going to the lower anchor index.
+    ``grids``: the layout of each level's anchors from the anchor generator; the search then looks
+    at a window of the grid (memory G x window). Without them (anchors that are not a generator's
+    grid, one per location) every anchor of a level is a window member, k_l = min(topk, A_l), and
+    memory grows with G x A_l.
     """
     anchor_centers = box_centers(anchors)  # [A, 2]
     gt_centers = box_centers(gt_boxes)  # [B, G, 2]
     candidates = []
     start = 0
-    for count, grid in zip(num_anchors_per_level, level_grids(anchors, num_anchors_per_level)):
-        if grid is None:  # not a regular grid: every anchor of the level is a window member
+    for count, grid in zip(num_anchors_per_level, grids or [None] * len(num_anchors_per_level)):
+        if grid is None:  # no grid: every anchor of the level is a window member
             window = torch.arange(start, start + count, device=anchors.device)
             window = window.expand(*gt_boxes.shape[:2], count)
             per_location = 1

@@ -13,6 +13,8 @@ from dynatss.data.datasets import DatasetRead, read_dataset
 from dynatss.data.records import DatasetMeta
 from dynatss.engine.distributed import barrier
 from dynatss.errors import DynatssError
+from dynatss.losses.criterion import DetectionCriterion, HeadTerms
+from dynatss.losses.head_terms import ATSSTerms, GFLTerms, VFNetTerms
 from dynatss.model.build import build_detector
 from dynatss.model.detector import DetectionModel
 
@@ -77,19 +79,13 @@ def build_model(cfg: Config, device: torch.device) -> DetectionModel:
     return build_detector(cfg.model).to(device)
 
 
-def build_criterion(cfg: Config, model: DetectionModel) -> torch.nn.Module:
-    from dynatss.losses.criterion import DetectionCriterion
-    from dynatss.losses.gfl_criterion import GFLCriterion
-    from dynatss.losses.vfnet_criterion import VFNetCriterion
-
+def build_criterion(cfg: Config, model: DetectionModel) -> DetectionCriterion:
+    """The shared criterion with the terms of the configured head (``model``: unused, the outputs
+    carry what the criterion needs of it; kept for the training loop's call)."""
     if cfg.model.head == "gfl":
-        return GFLCriterion(cfg.assign, cfg.loss, num_classes=cfg.model.num_classes, reg_max=cfg.model.reg_max)
-    if cfg.model.head == "vfnet":
-        return VFNetCriterion(cfg.assign, cfg.loss, num_classes=cfg.model.num_classes)
-    return DetectionCriterion(
-        cfg.assign,
-        cfg.loss,
-        num_classes=cfg.model.num_classes,
-        box_coder=model.box_coder,
-        quality=cfg.model.quality,
-    )
+        terms: HeadTerms = GFLTerms(cfg.loss, reg_max=cfg.model.reg_max)
+    elif cfg.model.head == "vfnet":
+        terms = VFNetTerms(cfg.loss)
+    else:
+        terms = ATSSTerms(cfg.loss, quality=cfg.model.quality)
+    return DetectionCriterion(cfg.assign, terms)

@@ -7,6 +7,7 @@ predicted boxes of the head at hand (detached), so each head runs both rows of T
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +17,7 @@ from torch import Tensor
 from dynatss.assign import Assignment, atss_assign, combination_weights, ignored_anchors
 from dynatss.config import AssignConfig
 from dynatss.data.batch import Batch
+from dynatss.model.anchors import LevelGrid
 
 
 @dataclass
@@ -52,13 +54,14 @@ class Positives:
 
 
 def assign_positives(config: AssignConfig, anchors: Tensor, num_anchors_per_level: list[int], batch: Batch,
-                     pred_boxes: Tensor, progress: float) -> Positives:
-    """ATSS or Dynamic ATSS assignment with ``pred_boxes`` [B, A, 4] (detached) for the PIoUs."""
+                     pred_boxes: Tensor, progress: float, *, grids: Sequence[LevelGrid] | None = None) -> Positives:
+    """ATSS or Dynamic ATSS assignment with ``pred_boxes`` [B, A, 4] (detached) for the PIoUs;
+    ``grids``: the anchor generator's level grids (see dynatss.assign.candidates)."""
     pred_weight, anchor_weight = combination_weights(config, progress)
     assignment = atss_assign(
         anchors, num_anchors_per_level, batch.gt_boxes, batch.gt_valid,
         None if config.mode == "atss" else pred_boxes.detach(),
-        topk=config.topk, pred_weight=pred_weight, anchor_weight=anchor_weight,
+        topk=config.topk, pred_weight=pred_weight, anchor_weight=anchor_weight, grids=grids,
     )
     image_index, anchor_index = assignment.positive.nonzero(as_tuple=True)  # [P], [P]
     gt_index = assignment.gt_index[image_index, anchor_index]  # [P]

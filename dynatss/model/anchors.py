@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +22,27 @@ from torch import Tensor, nn
 # Anchor sets kept per (padded input size, feature sizes, device, dtype); multi-scale training
 # with a fixed size divisibility only ever sees a handful of padded sizes.
 _CACHE_SIZE = 16
+
+
+@dataclass(frozen=True)
+class LevelGrid:
+    """Layout of one level's anchors, as the generator lays them out: anchor ``a`` (0 <= a <
+    per_location) of cell (x, y) has index start + a + per_location * (x + width * y) and its centre
+    at (origin_x + x * stride_x, origin_y + y * stride_y) in input pixels. The assigner uses it to
+    look only at the anchors near each box (dynatss.assign.candidates)."""
+
+    start: int
+    height: int
+    width: int
+    per_location: int
+    origin_x: float
+    origin_y: float
+    stride_x: float
+    stride_y: float
+
+    @property
+    def count(self) -> int:
+        return self.height * self.width * self.per_location
 
 
 class AnchorGenerator(nn.Module):
@@ -37,6 +59,16 @@ class AnchorGenerator(nn.Module):
     @property
     def num_anchors_per_location(self) -> int:
         return len(self.pairs)
+
+    def level_grids(self, feature_sizes: list[tuple[int, int]]) -> tuple[LevelGrid, ...]:
+        """The grid of every level for feature maps of ``feature_sizes`` (h, w), finest first."""
+        grids, start = [], 0
+        for stride, (height, width) in zip(self.strides, feature_sizes):
+            centre = 0.5 * stride
+            grid = LevelGrid(start, int(height), int(width), len(self.pairs), centre, centre, float(stride), float(stride))
+            grids.append(grid)
+            start += grid.count
+        return tuple(grids)
 
     def level_anchors(self, stride: int, height: int, width: int, device, dtype) -> Tensor:
         """Anchors of one level with a ``height`` x ``width`` feature map: [height * width * n, 4]."""

@@ -9,9 +9,13 @@ from dynatss.model.backbone import Backbone
 from dynatss.model.box_coder import BoxCoder
 from dynatss.model.detector import DetectionModel
 from dynatss.model.folded_bn import fold_frozen_batchnorm
+from dynatss.model.gfl_head import GFLHead
 from dynatss.model.head import GROUP_NORM_GROUPS, ATSSHead
-from dynatss.model.head_detector import HeadDetectionModel, build_head
 from dynatss.model.neck import Neck
+from dynatss.model.vfnet_head import VFNetHead
+
+# The heads (paper Table V, docs/heads.md) besides the ATSS head.
+HEADS = ("gfl", "vfnet")
 
 # Levels the neck can emit. The backbone gives C3-C5; P6/P7 come from P5 (both or neither).
 MIN_LEVELS = (3, 4, 5)
@@ -73,7 +77,7 @@ def build_detector(cfg: ModelConfig) -> DetectionModel:
     box_coder = BoxCoder(weights=tuple(cfg.box_weights))
     if cfg.head != "atss":
         head = build_head(cfg, head=cfg.head, strides=anchor_generator.strides)
-        return HeadDetectionModel(
+        return DetectionModel(
             backbone=backbone, neck=neck, head=head, anchor_generator=anchor_generator, box_coder=box_coder
         )
     head = ATSSHead(
@@ -90,3 +94,27 @@ def build_detector(cfg: ModelConfig) -> DetectionModel:
     return DetectionModel(
         backbone=backbone, neck=neck, head=head, anchor_generator=anchor_generator, box_coder=box_coder
     )
+
+
+def build_head(cfg: ModelConfig, *, head: str, strides: list[int]) -> GFLHead | VFNetHead:
+    """The GFLV2 (``head="gfl"``) or VFNet (``"vfnet"``) head for ``cfg``'s FPN levels."""
+    if len(cfg.anchor_scales) != 1 or len(cfg.anchor_ratios) != 1:
+        raise DynatssError(
+            f"model.head '{head}' predicts one box per location: give one anchor scale and one ratio, "
+            f"got scales {cfg.anchor_scales} and ratios {cfg.anchor_ratios}"
+        )
+    common = dict(in_channels=cfg.fpn_channels, num_classes=cfg.num_classes, num_convs=cfg.head_convs,
+                  channels=cfg.head_channels, prior_prob=cfg.prior_prob)
+    # model.box_init "anchor": the first boxes are the anchors (half an anchor per side).
+    anchor_half_size = cfg.anchor_scales[0] / 2  # in strides
+    if head == "gfl":
+        return GFLHead(num_levels=len(strides), reg_max=cfg.reg_max, dgqp_topk=cfg.dgqp_topk,
+                       dgqp_channels=cfg.dgqp_channels,
+                       initial_distance=anchor_half_size if cfg.box_init == "anchor" else None, **common)
+    if head == "vfnet":
+        if cfg.head_convs < 1:
+            raise DynatssError("model.head_convs must be >= 1 for the VFNet head")
+        return VFNetHead(strides=strides,
+                         distance_scale=anchor_half_size if cfg.box_init == "anchor" else cfg.anchor_scales[0],
+                         gradient_mul=cfg.star_gradient_mul, star_dcn_init=cfg.star_dcn_init, **common)
+    raise DynatssError(f"model.head must be one of {('atss', *HEADS)}, got {head!r}")

@@ -83,12 +83,21 @@ def float_outputs(outputs):
     return type(outputs)(*[t.float() if torch.is_tensor(t) and t.is_floating_point() else t for t in outputs])
 
 
-def keep_options(detections: Detections, options: DetectOptions) -> Detections:
-    """The detections scoring at least ``options.score_threshold``, of ``options.classes`` only."""
-    keep = detections["scores"] >= options.score_threshold
-    if options.classes is not None:
-        keep &= torch.isin(detections["labels"], torch.tensor(options.classes, dtype=detections["labels"].dtype))
+def keep_classes(detections: Detections, classes: tuple[int, ...] | None) -> Detections:
+    """The detections of ``classes`` only (None: all), for a runtime that cannot filter earlier."""
+    if classes is None:
+        return detections
+    keep = torch.isin(detections["labels"], torch.tensor(classes, dtype=detections["labels"].dtype))
     return {key: value[keep] for key, value in detections.items()}
+
+
+def class_mask(classes: tuple[int, ...] | None, num_classes: int, device: torch.device) -> Tensor | None:
+    """[C] bool of the kept classes, None for all."""
+    if classes is None:
+        return None
+    mask = torch.zeros(num_classes, dtype=torch.bool, device=device)
+    mask[list(classes)] = True
+    return mask
 
 
 @torch.no_grad()
@@ -100,14 +109,20 @@ def detect_prepared(model: nn.Module, prepared: PreparedImages, inference_cfg: I
     device = next(model.parameters()).device
     with autocast or contextlib.nullcontext():
         outputs = model(prepared.images.to(device))
-    cfg = options.inference(inference_cfg)
-    results = postprocess(float_outputs(outputs), prepared.image_sizes.to(device), cfg, model.box_coder)
-    found = []
-    for result, image_size, original_size in zip(results, prepared.image_sizes, prepared.original_sizes):
-        boxes = to_original_pixels(result["boxes"].cpu(), image_size, original_size)
-        found.append(keep_options({"boxes": boxes, "scores": result["scores"].cpu(),
-                                   "labels": result["labels"].cpu()}, options))
-    return found
+    mask = class_mask(options.classes, outputs.cls_logits.shape[-1], device)
+    results = postprocess_to_original(float_outputs(outputs), prepared.image_sizes.to(device),
+                                      prepared.original_sizes.to(device), options.inference(inference_cfg),
+                                      min_score=options.score_threshold, class_mask=mask)
+    return [{key: value.cpu() for key, value in result.items()} for result in results]
+
+
+def postprocess_to_original(outputs, image_sizes: Tensor, original_sizes: Tensor, cfg: InferenceConfig, *,
+                            min_score: float = 0.0, class_mask: Tensor | None = None) -> list[Detections]:
+    """dynatss.model.postprocess.postprocess, then :func:`to_original_pixels`: detections per image
+    with boxes [N, 4] xyxy in original pixels. image_sizes, original_sizes: [B, 2] (h, w)."""
+    results = postprocess(outputs, image_sizes, cfg, min_score=min_score, class_mask=class_mask)
+    return [{**result, "boxes": to_original_pixels(result["boxes"], image_size, original_size)}
+            for result, image_size, original_size in zip(results, image_sizes, original_sizes)]
 
 
 def detect_images(model: nn.Module, images: list[Tensor], data_cfg: DataConfig, inference_cfg: InferenceConfig, *,

@@ -2,7 +2,10 @@
 
 Inputs: ``images`` [B, 3, H, W] float RGB in 0..255 (normalisation is inside the graph),
 ``image_sizes`` [B, 2] int64 (height, width) of each image before padding, ``score_threshold`` []
-float32. Outputs, padded to D = max_detections per image: ``boxes`` [B, D, 4] xyxy in input
+float32: the least final score (class x quality, the score ``Detector.predict`` reports and
+thresholds) of a detection; the model's own candidate rule (``inference.score_threshold`` on the
+class probability or the score) is fixed in the graph. So the graph at threshold t returns what
+``Detector.predict(..., score_threshold=t)`` does (tests/api/test_one_path.py). Outputs, padded to D = max_detections per image: ``boxes`` [B, D, 4] xyxy in input
 pixels (clipped to the image's size), ``scores`` [B, D] descending, ``labels`` [B, D] int64 (-1 in
 padding rows), ``num_detections`` [B] int64. NMS becomes one ONNX NonMaxSuppression over the
 batch. Resizing and mapping boxes back to the original image are the caller's job (docs/export.md).
@@ -29,8 +32,7 @@ from dynatss.data.records import DatasetMeta
 from dynatss.errors import DynatssError
 from dynatss.model.dcn import onnx_opset_for
 from dynatss.model.detector import DetectionModel
-from dynatss.model.head_outputs import as_head_outputs
-from dynatss.model.postprocess import clip_boxes, select_candidates
+from dynatss.model.postprocess import clip_boxes, top_candidates
 
 # metadata_props keys of an exported model (docs/export.md); the reader is
 # dynatss.api.backends.OnnxBackend, through :func:`read_metadata`.
@@ -100,8 +102,9 @@ class ExportableDetector(nn.Module):
     """The detection model + post-processing of a padded batch:
     (images [B, 3, H, W], image_sizes [B, 2], score_threshold []) -> boxes, scores, labels, num_detections.
 
-    Candidate selection, decoding and clipping are dynatss.model.postprocess's own functions;
-    only the NMS is batched (:func:`batched_nms_padded`), with the same per-image result.
+    Candidate selection, decoding and clipping are dynatss.model.postprocess's own functions
+    (``score_threshold``: their ``min_score``); only the NMS is batched (:func:`batched_nms_padded`),
+    with the same per-image result.
     """
 
     def __init__(self, model: DetectionModel, *, inference_cfg: InferenceConfig) -> None:
@@ -111,9 +114,8 @@ class ExportableDetector(nn.Module):
 
     def forward(self, images: Tensor, image_sizes: Tensor, score_threshold: Tensor) -> tuple[Tensor, ...]:
         # The threshold is an input of the graph: a float in eager mode, a graph input once traced.
-        cfg = dataclasses.replace(self.inference_cfg, score_threshold=score_threshold)
-        outputs = as_head_outputs(self.model(images), self.model.box_coder)
-        boxes, scores, labels, keep = select_candidates(outputs, cfg, self.model.box_coder)  # [B, K, ...]
+        cfg = self.inference_cfg
+        boxes, scores, labels, keep = top_candidates(self.model(images), cfg, min_score=score_threshold)  # [B, K, ...]
         boxes = clip_boxes(boxes, image_sizes)  # [B, K, 4]
         return batched_nms_padded(
             boxes, scores, labels, keep, image_size=(images.shape[-2], images.shape[-1]),
@@ -150,7 +152,7 @@ def export_onnx(
     example = (
         torch.zeros(2, 3, height, width),  # two images: the batch axis is not specialised to 1
         torch.tensor([[height, width]] * 2),
-        torch.tensor(inference_cfg.score_threshold, dtype=torch.float32),
+        torch.tensor(0.0, dtype=torch.float32),
     )
     try:
         with atomic_path(path) as temporary:

@@ -4,7 +4,7 @@ For every ground-truth box (GT) the trace holds its candidates (paper Sec. III.A
 AIoU, PIoU and combined IoU (step 2), the adaptive threshold (step 3) and which candidates end up
 positive (steps 4-5), once under plain ATSS (AIoU alone) and once under the combined IoU of the
 run's ``assign`` settings. Nothing is re-implemented: candidates and IoUs come from the assigner's
-own steps (:func:`select_candidates`, :func:`candidate_ious`, :func:`centers_inside`), thresholds
+own steps (:func:`nearest_anchors`, :func:`candidate_ious`, :func:`centers_inside`), thresholds
 and positives from :func:`atss_assign` itself, so the figure shows exactly what training does.
 """
 
@@ -16,10 +16,8 @@ import torch
 from torch import Tensor
 
 from dynatss.assign.atss import atss_assign, candidate_ious, centers_inside
-from dynatss.assign.candidates import select_candidates
-from dynatss.model.box_coder import BoxCoder
-from dynatss.model.head_outputs import GFLOutputs, VFNetOutputs, decode_gfl, decode_vfnet
-from dynatss.model.outputs import HeadOutputs
+from dynatss.assign.candidates import nearest_anchors
+from dynatss.model.anchors import LevelGrid
 
 # Plain ATSS: the threshold and the ranking use the anchor IoU alone, with weight 1 (paper Eq. 1).
 ATSS_ANCHOR_WEIGHT = 1.0
@@ -56,15 +54,6 @@ class AssignmentTrace:
     topk: int
 
 
-def predicted_boxes(outputs: HeadOutputs | GFLOutputs | VFNetOutputs, box_coder: BoxCoder) -> Tensor:
-    """[B, A, 4] xyxy boxes the head predicts at every anchor: those the criteria assign with."""
-    if isinstance(outputs, GFLOutputs):
-        return decode_gfl(outputs)
-    if isinstance(outputs, VFNetOutputs):
-        return decode_vfnet(outputs)
-    return box_coder.decode(outputs.box_deltas, outputs.anchors)
-
-
 def trace_assignment(
     anchors: Tensor,
     num_anchors_per_level: list[int],
@@ -74,18 +63,19 @@ def trace_assignment(
     topk: int,
     pred_weight: float,
     anchor_weight: float,
+    grids: list[LevelGrid] | tuple[LevelGrid, ...] | None = None,
 ) -> AssignmentTrace:
     """ATSS and combined-IoU assignment of ``gt_boxes`` [G, 4] given ``anchors`` [A, 4] and the
     predicted boxes [A, 4] of one image (``pred_weight``, ``anchor_weight``: w_p and w_a)."""
     gt = gt_boxes.unsqueeze(0).float()  # [1, G, 4]
     preds = pred_boxes.unsqueeze(0).float()  # [1, A, 4]
     valid = torch.ones(gt.shape[:2], dtype=torch.bool, device=gt.device)  # [1, G]
-    candidates = select_candidates(anchors, num_anchors_per_level, gt, topk)  # [1, G, K]
+    candidates = nearest_anchors(anchors, num_anchors_per_level, gt, topk, grids)  # [1, G, K]
     anchor_ious, pred_ious = candidate_ious(anchors, preds, gt, candidates)  # [1, G, K] each
     atss = atss_assign(anchors, num_anchors_per_level, gt, valid, None, topk=topk,
-                       anchor_weight=ATSS_ANCHOR_WEIGHT)
+                       anchor_weight=ATSS_ANCHOR_WEIGHT, grids=grids)
     dynamic = atss_assign(anchors, num_anchors_per_level, gt, valid, preds, topk=topk,
-                          pred_weight=pred_weight, anchor_weight=anchor_weight)
+                          pred_weight=pred_weight, anchor_weight=anchor_weight, grids=grids)
     gt_ids = torch.arange(gt.shape[1], device=gt.device).view(1, -1, 1)  # [1, G, 1]
     level_starts = torch.tensor(num_anchors_per_level, device=anchors.device).cumsum(0)  # [L]
     return AssignmentTrace(

@@ -30,7 +30,6 @@ from dynatss.reports.assign_figure import write_assignment_figure
 from dynatss.reports.assign_trace import (
     AssignmentTrace,
     most_changed_gts,
-    predicted_boxes,
     trace_assignment,
     trace_to_dict,
 )
@@ -134,10 +133,11 @@ def view_assignment(detector: Detector, image_path: Path, truth: GroundTruth, ou
     device = detector.backend.device
     with torch.no_grad():
         outputs = model(prepared.images.to(device))
-        pred_boxes = predicted_boxes(outputs, model.box_coder)[0].float()  # [A, 4]
+        pred_boxes = outputs.pred_boxes()[0].float()  # [A, 4], what the criterion assigns with
     pred_weight, anchor_weight = dynamic_weights(cfg)
     trace = trace_assignment(outputs.anchors.float(), outputs.num_anchors_per_level, gt_input.to(device), pred_boxes,
-                             topk=cfg.assign.topk, pred_weight=pred_weight, anchor_weight=anchor_weight)
+                             topk=cfg.assign.topk, pred_weight=pred_weight, anchor_weight=anchor_weight,
+                             grids=outputs.level_grids)
     trace = _on_cpu(trace)
     shown = gts if gts is not None else sorted(most_changed_gts(trace, max_gts))
     stem = image_path.stem

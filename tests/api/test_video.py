@@ -1,4 +1,5 @@
-"""`predict` on a video: an annotated video and one JSON line per frame (PyAV, optional)."""
+"""Videos: ``Detector.predict``/``stream`` give one Result per frame; `dynatss predict` writes an
+annotated video and one JSON line per frame (PyAV, optional)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import sys
 import av
 import numpy as np
 import pytest
-from dynatss.tools.video import predict_video
 
 from dynatss import Detector
 from dynatss.cli.main import main
@@ -37,22 +37,34 @@ def _decoded_frames(path):
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
-def test_predict_video_writes_the_drawn_video_and_frame_lines(tiny_run, video, tmp_path):
+def test_a_video_gives_one_result_per_frame_as_its_decoded_frames_do(tiny_run, video):
     detector = Detector.from_checkpoint(tiny_run.checkpoint, device="cpu", score_threshold=0.0)
-    written = predict_video(detector, video, tmp_path / "out", batch_size=2)
-    assert written.frames == FRAMES and written.video_path == tmp_path / "out" / "clip.mp4"
-    lines = [json.loads(line) for line in written.frames_path.read_text().splitlines()]
+    streamed = detector.stream(str(video), batch_size=2)
+    assert not isinstance(streamed, list)  # a generator: frames are read as they are reached
+    results = list(streamed)
+    assert [r.frame for r in results] == list(range(FRAMES)) and all(r.source == str(video) for r in results)
+    frames = _decoded_frames(video)
+    for result, frame in zip(results, detector.predict(frames), strict=True):
+        assert (result.width, result.height) == (WIDTH, HEIGHT) and len(result) > 0
+        assert result.detections() == frame.detections()
+    assert len(detector.predict(video)) == FRAMES  # predict: the same results as a list
+
+
+def test_predict_cli_writes_the_drawn_video_and_frame_lines(tiny_run, video, tmp_path, capsys):
+    detector = Detector.from_checkpoint(tiny_run.checkpoint, device="cpu", score_threshold=0.0)
+    out = tmp_path / "out"
+    assert main(["predict", "--weights", str(tiny_run.checkpoint), str(video), "--out", str(out),
+                 "--score-threshold", "0", "--batch-size", "2"]) == 0
+    lines = [json.loads(line) for line in (out / "clip.jsonl").read_text().splitlines()]
     assert [line["frame"] for line in lines] == list(range(FRAMES))
     assert all((line["width"], line["height"]) == (WIDTH, HEIGHT) for line in lines)
-    # Each line holds what the API finds on that decoded frame.
+    for line, result in zip(lines, detector.predict(_decoded_frames(video)), strict=True):
+        assert line["detections"] == result.detections()
+    drawn = _decoded_frames(out / "clip.mp4")
     frames = _decoded_frames(video)
-    for line, result in zip(lines, detector.predict(frames)):
-        assert line["detections"] == result.detections() and len(result) > 0
-    assert written.detections == sum(len(line["detections"]) for line in lines)
-    drawn = _decoded_frames(written.video_path)
     assert len(drawn) == FRAMES and drawn[0].shape == (HEIGHT, WIDTH, 3)
     assert np.abs(drawn[0].astype(int) - frames[0].astype(int)).max() > 100  # boxes were drawn
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip.jsonl", "clip.mp4"]
+    assert sorted(p.name for p in out.iterdir()) == ["clip.jsonl", "clip.mp4", "detections.json"]
 
 
 def test_predict_cli_takes_videos_and_images_together(tiny_run, video, tmp_path, capsys):
@@ -75,4 +87,6 @@ def test_unreadable_video_names_the_file(tiny_run, tmp_path):
     broken.write_bytes(b"not a video at all")
     detector = Detector.from_checkpoint(tiny_run.checkpoint, device="cpu")
     with pytest.raises(DynatssError, match="broken.mp4: not a readable video"):
-        predict_video(detector, broken, tmp_path / "out")
+        detector.predict(broken)
+    (failed,) = detector.predict([broken], errors="keep")
+    assert not failed.ok and "broken.mp4: not a readable video" in failed.error

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from hypothesis import HealthCheck, example, given, settings
@@ -11,8 +9,9 @@ from hypothesis import strategies as st
 
 from dynatss.assign import atss_assign
 from dynatss.assign.atss import adaptive_threshold
-from dynatss.assign.candidates import _stable_smallest, infer_level_grid, select_candidates
-from tests.assign.grids import make_anchors
+from dynatss.assign.candidates import _stable_smallest, nearest_anchors
+from dynatss.model.anchors import AnchorGenerator
+from tests.assign.grids import make_anchors, make_grids
 from tests.assign.reference import reference_assign
 
 
@@ -87,7 +86,7 @@ def test_batched_assigner_equals_reference(scenario):
     preds = None if pred_weight is None else pred_boxes
     result = atss_assign(
         anchors, counts, gt_boxes, gt_valid, preds, topk=topk,
-        pred_weight=pred_weight or 0.0, anchor_weight=anchor_weight,
+        pred_weight=pred_weight or 0.0, anchor_weight=anchor_weight, grids=make_grids(height, width, strides, scales),
     )
     expected = reference_assign(
         anchors, counts, len(scales), gt_boxes, gt_valid, preds, topk, pred_weight or 0.0, anchor_weight
@@ -195,19 +194,32 @@ def test_empty_batches_and_images():
 
 def test_level_smaller_than_topk_is_capped():
     anchors, counts = make_anchors(32, 32, strides=(8, 32), scales=(8.0,))  # the stride-32 level has 1 anchor
-    candidates = select_candidates(anchors, counts, torch.tensor([[[4.0, 4.0, 28.0, 28.0]]],
-                                                                 dtype=torch.float64), topk=9)
+    candidates = nearest_anchors(anchors, counts, torch.tensor([[[4.0, 4.0, 28.0, 28.0]]], dtype=torch.float64),
+                                 topk=9, grids=make_grids(32, 32, strides=(8, 32)))
     assert candidates.shape[-1] == 9 + 1
     assert candidates[0, 0, -1].item() == counts[0]
 
 
-def test_grid_is_recovered_from_anchors():
-    anchors, counts = make_anchors(100, 70, strides=(8, 16), scales=(4.0, 8.0))
-    grid = infer_level_grid(anchors[: counts[0]], start=0)
-    assert (grid.height, grid.width, grid.per_location) == (math.ceil(100 / 8), math.ceil(70 / 8), 2)
-    assert (grid.stride_x, grid.stride_y, grid.origin_x, grid.origin_y) == (8, 8, 4, 4)
-    shuffled = anchors[: counts[0]][torch.randperm(counts[0], generator=torch.Generator().manual_seed(0))]
-    assert infer_level_grid(shuffled, start=0) is None
+def test_the_generators_grids_give_the_candidates_of_a_search_over_every_anchor():
+    """The window search over the anchor generator's level grids equals the search of every anchor
+    of every level (no grids), with several anchors per location and odd feature sizes."""
+    generator = AnchorGenerator(strides=[8, 16, 32], scales=[4.0, 8.0], ratios=[0.5, 1.0])
+    feature_sizes = [(13, 9), (7, 5), (4, 3)]
+    anchors, counts = generator((104, 72), feature_sizes, torch.device("cpu"), torch.float32)
+    grids = generator.level_grids(feature_sizes)
+    assert [grid.count for grid in grids] == counts and [grid.start for grid in grids] == [0, counts[0], sum(counts[:2])]
+    assert (grids[0].height, grids[0].width, grids[0].per_location, grids[0].origin_x, grids[0].stride_y) == \
+        (13, 9, 4, 4.0, 8.0)
+    boxes = _random_boxes(torch.Generator().manual_seed(0), 40, 104, 72, "normal").float().view(2, 20, 4)
+    centres = (anchors[:, :2] + anchors[:, 2:]) / 2  # [A, 2]
+    gt_centres = (boxes[..., :2] + boxes[..., 2:]) / 2  # [B, G, 2]
+    for topk in (1, 4, 9):
+        expected, start = [], 0
+        for count in counts:  # every anchor of the level, k x 4 anchors per location, stable order
+            distances = (centres[None, None, start : start + count] - gt_centres[:, :, None]).square().sum(-1)
+            expected.append(distances.sort(dim=-1, stable=True).indices[..., : topk * 4] + start)
+            start += count
+        assert torch.equal(nearest_anchors(anchors, counts, boxes, topk, grids), torch.cat(expected, dim=-1))
 
 
 def test_irregular_anchors_fall_back_to_all_anchors_and_still_match_reference():

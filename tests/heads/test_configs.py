@@ -12,10 +12,10 @@ import torch
 from dynatss.config import config_to_dict, load_config
 from dynatss.engine.build import build_criterion
 from dynatss.errors import DynatssError
-from dynatss.losses.gfl_criterion import GFLCriterion
-from dynatss.losses.vfnet_criterion import VFNetCriterion
+from dynatss.losses.criterion import DetectionCriterion
+from dynatss.losses.head_terms import GFLTerms, VFNetTerms
 from dynatss.model.build import build_detector
-from dynatss.model.head_outputs import GFLOutputs, VFNetOutputs
+from dynatss.model.outputs import GFLOutputs, VFNetOutputs
 from tests.heads.conftest import scene
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -60,7 +60,8 @@ def test_cpu_configs_build_and_step(name):
     torch.manual_seed(0)
     model = build_detector(cfg.model)
     criterion = build_criterion(cfg, model)
-    assert isinstance(criterion, GFLCriterion if cfg.model.head == "gfl" else VFNetCriterion)
+    assert isinstance(criterion, DetectionCriterion)
+    assert isinstance(criterion.terms, GFLTerms if cfg.model.head == "gfl" else VFNetTerms)
     batch = dataclasses.replace(scene(), gt_labels=torch.tensor([[2, 0]]))
     outputs = model(batch.images)
     assert isinstance(outputs, GFLOutputs if cfg.model.head == "gfl" else VFNetOutputs)
@@ -72,7 +73,7 @@ def test_cpu_configs_build_and_step(name):
 @pytest.mark.parametrize("head,wrong", [("gfl", "vfl"), ("vfnet", "qfl")])
 def test_a_classification_loss_the_head_does_not_train_with_is_a_user_error(head, wrong):
     cfg = load_config(overrides=[f"model.head={head}", f"loss.classification={wrong}"])
-    criterion_type = GFLCriterion if head == "gfl" else VFNetCriterion
+    criterion_type = GFLTerms if head == "gfl" else VFNetTerms
     kwargs = {"reg_max": 16} if head == "gfl" else {}
     with pytest.raises(DynatssError, match="loss.classification must be"):
-        criterion_type(cfg.assign, cfg.loss, num_classes=3, **kwargs)
+        criterion_type(cfg.loss, **kwargs)

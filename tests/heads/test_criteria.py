@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from dynatss.config import AssignConfig, LossConfig
-from dynatss.losses.gfl_criterion import GFLCriterion
+from dynatss.losses.criterion import DetectionCriterion
+from dynatss.losses.head_terms import GFLTerms, VFNetTerms
 from dynatss.losses.positives import assign_positives
-from dynatss.losses.vfnet_criterion import VFNetCriterion
 from dynatss.model.anchors import AnchorGenerator
-from dynatss.model.head_outputs import GFLOutputs, VFNetOutputs, decode_gfl
 from dynatss.model.integral import boxes_to_distances
+from dynatss.model.outputs import GFLOutputs, VFNetOutputs
 from tests.heads.conftest import scene
 
 STRIDES = [8, 16, 32]
@@ -46,7 +46,7 @@ def _gfl_outputs(batch, *, perfect: bool, mode: str = "atss") -> GFLOutputs:
         distribution[0] = probabilities.clamp(min=1e-12).log().flatten(1)
         quality = torch.full_like(quality, 30.0)
         outputs = GFLOutputs(cls_logits, distribution, quality, anchors, counts, STRIDES)
-        positives = assign_positives(AssignConfig(mode=mode), anchors, counts, batch, decode_gfl(outputs), 0.5)
+        positives = assign_positives(AssignConfig(mode=mode), anchors, counts, batch, outputs.pred_boxes(), 0.5)
         cls_logits = torch.full_like(cls_logits, -30.0)
         cls_logits[positives.image_index, positives.anchor_index, positives.target_labels] = 30.0
     return GFLOutputs(cls_logits, distribution, quality, anchors, counts, STRIDES)
@@ -59,7 +59,7 @@ def _single_gt(batch):
 @pytest.mark.parametrize("mode", ["atss", "dynamic"])
 def test_gfl_perfect_prediction_costs_little(mode):
     batch = _single_gt(scene())
-    criterion = GFLCriterion(AssignConfig(mode=mode), LossConfig(), num_classes=2, reg_max=REG_MAX)
+    criterion = DetectionCriterion(AssignConfig(mode=mode), GFLTerms(LossConfig(), reg_max=REG_MAX))
     perfect = criterion(_gfl_outputs(batch, perfect=True, mode=mode), batch, progress=0.5)
     random = criterion(_gfl_outputs(batch, perfect=False), batch, progress=0.5)
     assert perfect.stats["num_pos"] > 0 and perfect.stats["mean_piou"] > 0.99
@@ -78,11 +78,11 @@ def test_no_ground_truth_gives_finite_loss_and_gradients(criterion_type):
     if criterion_type == "gfl":
         box_output = torch.randn(1, num, 4 * (REG_MAX + 1), requires_grad=True)
         outputs = GFLOutputs(cls_logits, box_output, torch.zeros(1, num), anchors, counts, STRIDES)
-        criterion = GFLCriterion(AssignConfig(), LossConfig(), num_classes=2, reg_max=REG_MAX)
+        criterion = DetectionCriterion(AssignConfig(), GFLTerms(LossConfig(), reg_max=REG_MAX))
     else:
         box_output = (10 * torch.rand(1, num, 4)).requires_grad_()
         outputs = VFNetOutputs(cls_logits, box_output, box_output * 1.1, anchors, counts, STRIDES)
-        criterion = VFNetCriterion(AssignConfig(), LossConfig(classification="vfl"), num_classes=2)
+        criterion = DetectionCriterion(AssignConfig(), VFNetTerms(LossConfig(classification="vfl")))
     result = criterion(outputs, batch, progress=0.0)
     assert torch.isfinite(result.total) and result.stats["num_pos"] == 0
     assert result.terms["loss_box"] == 0
@@ -97,12 +97,12 @@ def test_crowd_regions_are_left_out_of_the_classification_loss(criterion_type):
                                 ignore_valid=torch.ones(1, 1, dtype=torch.bool))
     if criterion_type == "gfl":
         outputs = _gfl_outputs(batch, perfect=False)
-        criterion = GFLCriterion(AssignConfig(), LossConfig(), num_classes=2, reg_max=REG_MAX)
+        criterion = DetectionCriterion(AssignConfig(), GFLTerms(LossConfig(), reg_max=REG_MAX))
     else:
         anchors, counts = _anchors()
         ltrb = 10 * torch.rand(1, anchors.shape[0], 4, generator=torch.Generator().manual_seed(0))
         outputs = VFNetOutputs(torch.zeros(1, anchors.shape[0], 2), ltrb, ltrb, anchors, counts, STRIDES)
-        criterion = VFNetCriterion(AssignConfig(), LossConfig(classification="vfl"), num_classes=2)
+        criterion = DetectionCriterion(AssignConfig(), VFNetTerms(LossConfig(classification="vfl")))
     plain, masked = criterion(outputs, batch, 0.0), criterion(outputs, crowd, 0.0)
     assert masked.terms["loss_cls"] < plain.terms["loss_cls"]
     assert masked.terms["loss_box"] == plain.terms["loss_box"]
@@ -119,7 +119,7 @@ def test_vfnet_assignment_uses_the_refined_boxes():
     cls_logits = torch.zeros(1, num, 2)
     results = {}
     for mode in ("atss", "dynamic"):
-        criterion = VFNetCriterion(AssignConfig(mode=mode), LossConfig(classification="vfl"), num_classes=2)
+        criterion = DetectionCriterion(AssignConfig(mode=mode), VFNetTerms(LossConfig(classification="vfl")))
         for name, refined in (("good", good), ("bad", bad)):
             output = VFNetOutputs(cls_logits, bad, refined, anchors, counts, STRIDES)
             results[mode, name] = criterion(output, batch, 0.0).stats

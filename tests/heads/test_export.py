@@ -10,16 +10,10 @@ import torch
 
 from dynatss.config import InferenceConfig
 from dynatss.model.build import build_detector
-from dynatss.model.head_outputs import (
-    QUALITY_ONE,
-    GFLOutputs,
-    VFNetOutputs,
-    as_head_outputs,
-    decode_gfl,
-    decode_vfnet,
-)
+from dynatss.model.inference import postprocess_to_original
 from dynatss.model.onnx_export import export_onnx
-from dynatss.model.postprocess import postprocess
+from dynatss.model.outputs import GFLOutputs, VFNetOutputs
+from dynatss.model.postprocess import detection_scores
 from tests.heads.conftest import tiny_config
 
 HEIGHT, WIDTH = 96, 128
@@ -49,10 +43,10 @@ def test_onnx_matches_pytorch(tmp_path, head):
         images = torch.randint(0, 256, (batch, 3, height, width), generator=torch.Generator().manual_seed(batch))
         sizes = torch.tensor([[height, width]] * batch)
         with torch.no_grad():  # the PyTorch side runs torchvision's deform_conv2d
-            expected = postprocess(model(images.float()), sizes, sizes, cfg, model.box_coder)
+            expected = postprocess_to_original(model(images.float()), sizes, sizes, cfg)
         boxes, scores, labels, counts = session.run(None, {
             "images": images.float().numpy(), "image_sizes": sizes.numpy(),
-            "score_threshold": np.array(cfg.score_threshold, np.float32),
+            "score_threshold": np.array(0.0, np.float32),  # no least score: every detection of cfg's rule
         })
         for index, want in enumerate(expected):
             count = counts[index]
@@ -67,7 +61,7 @@ def _anchors(num: int) -> torch.Tensor:
     return torch.cat((centres - 16, centres + 16), dim=-1)  # [A, 4]
 
 
-def test_adapted_gfl_outputs_score_and_decode_like_gfl():
+def test_gfl_outputs_decode_their_own_distributions_and_score_with_the_dgqp():
     generator = torch.Generator().manual_seed(0)
     num = 12
     outputs = GFLOutputs(
@@ -76,16 +70,19 @@ def test_adapted_gfl_outputs_score_and_decode_like_gfl():
         quality_logits=torch.randn(2, num, generator=generator),
         anchors=_anchors(num), num_anchors_per_level=[8, 4], strides=[8, 16],
     )
-    model = build_detector(tiny_config("gfl"))
-    adapted = as_head_outputs(outputs, model.box_coder)
-    torch.testing.assert_close(model.box_coder.decode(adapted.box_deltas, adapted.anchors), decode_gfl(outputs),
-                               atol=1e-3, rtol=1e-5)
-    score = adapted.cls_logits.sigmoid() * adapted.quality_logits.sigmoid()[..., None]
-    torch.testing.assert_close(score, outputs.cls_logits.sigmoid() * outputs.quality_logits.sigmoid()[..., None])
-    assert adapted.num_anchors_per_level == [8, 4]
+    boxes = outputs.pred_boxes()  # [2, A, 4]
+    image_index, anchor_index = torch.tensor([[0], [1]]), torch.tensor([[3, 9], [0, 11]])
+    torch.testing.assert_close(outputs.pred_boxes_at(image_index, anchor_index), boxes[image_index, anchor_index])
+    # The expectation of each edge's distribution times its level's stride, from the anchor centre.
+    bins = torch.arange(17, dtype=torch.float32)
+    left = (outputs.reg_distribution[1, 11, :17].softmax(0) @ bins) * 16  # anchor 11 is on level 1
+    centre_x = (outputs.anchors[11, 0] + outputs.anchors[11, 2]) / 2
+    torch.testing.assert_close(boxes[1, 11, 0], centre_x - left)
+    cls_probs, scores = detection_scores(outputs, InferenceConfig())
+    torch.testing.assert_close(scores, cls_probs * outputs.quality_logits.sigmoid()[..., None])
 
 
-def test_adapted_vfnet_outputs_score_by_the_iacs_alone():
+def test_vfnet_outputs_score_by_the_iacs_alone_with_their_refined_boxes():
     generator = torch.Generator().manual_seed(0)
     num = 10
     initial = 20 * torch.rand(1, num, 4, generator=generator)
@@ -94,10 +91,10 @@ def test_adapted_vfnet_outputs_score_by_the_iacs_alone():
         refined_ltrb=initial * (0.5 + torch.rand(1, num, 4, generator=generator)),
         anchors=_anchors(num), num_anchors_per_level=[num], strides=[8],
     )
-    model = build_detector(tiny_config("vfnet"))
-    adapted = as_head_outputs(outputs, model.box_coder)
-    assert torch.sigmoid(torch.tensor(QUALITY_ONE)).item() == 1.0
-    torch.testing.assert_close(adapted.quality_logits.sigmoid(), torch.ones(1, num))
-    torch.testing.assert_close(model.box_coder.decode(adapted.box_deltas, adapted.anchors), decode_vfnet(outputs),
-                               atol=1e-3, rtol=1e-5)
-    assert not torch.allclose(decode_vfnet(outputs), decode_vfnet(outputs, refined=False))
+    assert outputs.quality_scores() is None  # no quality branch, and no fake one
+    cls_probs, scores = detection_scores(outputs, InferenceConfig(quality_exponent=2.0))
+    assert torch.equal(scores, cls_probs) and torch.equal(cls_probs, outputs.cls_logits.sigmoid())
+    centres = (outputs.anchors[:, :2] + outputs.anchors[:, 2:]) / 2
+    torch.testing.assert_close(outputs.pred_boxes()[0, :, :2], centres - outputs.refined_ltrb[0, :, :2])
+    index = torch.arange(num)
+    assert not torch.allclose(outputs.pred_boxes()[0], outputs.initial_boxes_at(torch.zeros_like(index), index))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from dynatss.model.gfl_head import DistributionGuidedQualityPredictor, GFLHead, distribution_statistics
-from dynatss.model.head_outputs import GFLOutputs, decode_gfl
 from dynatss.model.integral import integral
+from dynatss.model.outputs import GFLOutputs
 
 REG_MAX = 16
 TOPK = 4
@@ -69,7 +69,7 @@ def test_gfl_head_forward_shapes_and_decoding():
 
     anchors = torch.tensor([[0.0, 0.0, 32.0, 32.0]]).repeat(num_anchors, 1)  # centre (16, 16)
     outputs = GFLOutputs(cls_logits, reg_distribution, quality_logits, anchors, [30, 9], [8, 16])
-    boxes = decode_gfl(outputs)
+    boxes = outputs.pred_boxes()
     distances = integral(reg_distribution, REG_MAX)
     torch.testing.assert_close(boxes[0, 0], torch.cat((16 - 8 * distances[0, 0, :2], 16 + 8 * distances[0, 0, 2:])))
     torch.testing.assert_close(boxes[1, -1], torch.cat((16 - 16 * distances[1, -1, :2], 16 + 16 * distances[1, -1, 2:])))

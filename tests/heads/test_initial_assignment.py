@@ -9,8 +9,8 @@ import torch
 from dynatss.assign import atss_assign
 from dynatss.boxes import elementwise_box_iou
 from dynatss.model.build import build_detector
-from dynatss.model.head_outputs import GFLOutputs, VFNetOutputs, decode_gfl, decode_vfnet
 from dynatss.model.integral import integral, logits_with_mean
+from dynatss.model.outputs import GFLOutputs, VFNetOutputs
 from tests.heads.conftest import tiny_config
 
 IMAGE = 256
@@ -31,9 +31,9 @@ def _scene() -> tuple[torch.Tensor, torch.Tensor]:
 
 def _predicted_boxes(model, outputs) -> torch.Tensor:
     if isinstance(outputs, GFLOutputs):
-        return decode_gfl(outputs)
+        return outputs.pred_boxes()
     if isinstance(outputs, VFNetOutputs):
-        return decode_vfnet(outputs)  # the refined boxes give the VFNet criterion its PIoUs
+        return outputs.pred_boxes()  # the refined boxes give the VFNet criterion its PIoUs
     return model.box_coder.decode(outputs.box_deltas, outputs.anchors)
 
 

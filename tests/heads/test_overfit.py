@@ -8,11 +8,10 @@ import torch
 from torchvision.ops import box_iou
 
 from dynatss.config import AssignConfig, InferenceConfig, LossConfig
-from dynatss.losses.gfl_criterion import GFLCriterion
-from dynatss.losses.vfnet_criterion import VFNetCriterion
+from dynatss.losses.criterion import DetectionCriterion
+from dynatss.losses.head_terms import GFLTerms, VFNetTerms
 from dynatss.model.build import build_detector
-from dynatss.model.head_outputs import as_head_outputs
-from dynatss.model.postprocess import postprocess
+from dynatss.model.inference import postprocess_to_original
 from tests.heads.conftest import scene, tiny_config
 
 STEPS = 60
@@ -20,8 +19,8 @@ STEPS = 60
 
 def _criterion(head: str, mode: str, model):
     if head == "gfl":
-        return GFLCriterion(AssignConfig(mode=mode), LossConfig(), num_classes=2, reg_max=model.head.reg_max)
-    return VFNetCriterion(AssignConfig(mode=mode), LossConfig(classification="vfl", box_weight=1.5), num_classes=2)
+        return DetectionCriterion(AssignConfig(mode=mode), GFLTerms(LossConfig(), reg_max=model.head.reg_max))
+    return DetectionCriterion(AssignConfig(mode=mode), VFNetTerms(LossConfig(classification="vfl", box_weight=1.5)))
 
 
 @pytest.mark.parametrize("mode", ["atss", "dynamic"])
@@ -48,8 +47,7 @@ def test_tiny_model_overfits_one_image(head, mode):
     model.eval()
     with torch.no_grad():
         outputs = model(batch.images)
-        detections = postprocess(as_head_outputs(outputs, model.box_coder), batch.image_sizes,
-                                 batch.original_sizes, InferenceConfig(), model.box_coder)[0]
+        detections = postprocess_to_original(outputs, batch.image_sizes, batch.original_sizes, InferenceConfig())[0]
     for gt_box, gt_label in zip(batch.gt_boxes[0], batch.gt_labels[0]):
         same_class = detections["labels"] == gt_label
         assert same_class.any()

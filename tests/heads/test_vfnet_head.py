@@ -8,7 +8,7 @@ import torch
 
 from dynatss.errors import DynatssError
 from dynatss.model.build import build_detector
-from dynatss.model.head_outputs import GFLOutputs, VFNetOutputs
+from dynatss.model.outputs import GFLOutputs, VFNetOutputs
 from dynatss.model.vfnet_head import VFNetHead
 from tests.heads.conftest import tiny_config
 

@@ -13,9 +13,10 @@ from dynatss.data.batch import Batch
 from dynatss.errors import DynatssError
 from dynatss.losses.classification import quality_focal_loss
 from dynatss.losses.criterion import DetectionCriterion
+from dynatss.losses.head_terms import ATSSTerms
 from dynatss.losses.quality import candidate_iou_targets
 from dynatss.model.box_coder import BoxCoder
-from dynatss.model.outputs import HeadOutputs
+from dynatss.model.outputs import ATSSOutputs
 from tests.assign.grids import make_anchors
 
 NUM_CLASSES = 3
@@ -39,7 +40,7 @@ def _outputs(anchors, counts, batch_size, *, deltas=None, seed=0):
     num_anchors = len(anchors)
     if deltas is None:
         deltas = torch.randn(batch_size, num_anchors, 4, generator=generator) * 0.1
-    return HeadOutputs(
+    return ATSSOutputs(
         cls_logits=torch.randn(batch_size, num_anchors, NUM_CLASSES, generator=generator).requires_grad_(),
         box_deltas=deltas.clone().requires_grad_(),
         quality_logits=torch.randn(batch_size, num_anchors, generator=generator).requires_grad_(),
@@ -57,8 +58,7 @@ def scene():
 
 
 def _criterion(mode="dynamic", classification="qfl", quality="iou"):
-    return DetectionCriterion(AssignConfig(mode=mode), LossConfig(classification=classification),
-                              num_classes=NUM_CLASSES, box_coder=BoxCoder(), quality=quality)
+    return DetectionCriterion(AssignConfig(mode=mode), ATSSTerms(LossConfig(classification=classification), quality=quality))
 
 
 def test_qfl_loss_equals_manual_computation(scene):
@@ -129,8 +129,7 @@ def test_schedules_change_the_assignment_weights(scene):
     anchors, counts, gt_boxes, gt_labels, gt_valid = scene
     outputs = _outputs(anchors, counts, 1, seed=3)
     batch = _batch(gt_boxes, gt_labels, gt_valid)
-    up = DetectionCriterion(AssignConfig(mode="dynamic", pred_schedule="up"), LossConfig(),
-                            num_classes=NUM_CLASSES, box_coder=BoxCoder(), quality="iou")
+    up = DetectionCriterion(AssignConfig(mode="dynamic", pred_schedule="up"), ATSSTerms(LossConfig(), quality="iou"))
     plain_atss = _criterion(mode="atss")
     # D_up at the very start weighs PIoU by 0: the same positives as plain ATSS.
     assert up(outputs, batch, 0.0).stats["num_pos"] == plain_atss(outputs, batch, 0.0).stats["num_pos"]
@@ -165,8 +164,7 @@ def test_quality_targets_on_candidates_average_the_bce_over_every_candidate(scen
     anchors, counts, gt_boxes, gt_labels, gt_valid = scene
     outputs = _outputs(anchors, counts, 1, seed=5)
     batch = _batch(gt_boxes, gt_labels, gt_valid)
-    criterion = DetectionCriterion(AssignConfig(mode="dynamic"), _loss_config(quality_targets="candidates"),
-                                   num_classes=NUM_CLASSES, box_coder=BoxCoder(), quality="iou")
+    criterion = DetectionCriterion(AssignConfig(mode="dynamic"), ATSSTerms(_loss_config(quality_targets="candidates"), quality="iou"))
     result = criterion(outputs, batch, progress=0.5)
 
     pred = BoxCoder().decode(outputs.box_deltas.detach(), anchors)  # [1, A, 4]
@@ -186,16 +184,14 @@ def test_quality_targets_on_candidates_average_the_bce_over_every_candidate(scen
 
 def test_quality_targets_on_candidates_need_an_iou_branch():
     with pytest.raises(DynatssError, match="model.quality = iou"):
-        DetectionCriterion(AssignConfig(), _loss_config(quality_targets="candidates"), num_classes=NUM_CLASSES,
-                           box_coder=BoxCoder(), quality="centerness")
+        DetectionCriterion(AssignConfig(), ATSSTerms(_loss_config(quality_targets="candidates"), quality="centerness"))
 
 
 def test_uniform_box_weighting_is_the_mean_giou_loss_of_the_positives(scene):
     anchors, counts, gt_boxes, gt_labels, gt_valid = scene
     outputs = _outputs(anchors, counts, 1, seed=7)
     batch = _batch(gt_boxes, gt_labels, gt_valid)
-    uniform = DetectionCriterion(AssignConfig(mode="dynamic"), _loss_config(box_weighting="uniform"),
-                                 num_classes=NUM_CLASSES, box_coder=BoxCoder(), quality="iou")
+    uniform = DetectionCriterion(AssignConfig(mode="dynamic"), ATSSTerms(_loss_config(box_weighting="uniform"), quality="iou"))
     weighted = _criterion()
     coder = BoxCoder()
     pred = coder.decode(outputs.box_deltas.detach(), anchors)

@@ -9,8 +9,9 @@ from torchvision.ops import box_iou
 from dynatss.config import AssignConfig, InferenceConfig, LossConfig, ModelConfig
 from dynatss.data.batch import Batch
 from dynatss.losses.criterion import DetectionCriterion
+from dynatss.losses.head_terms import ATSSTerms
 from dynatss.model.build import build_detector
-from dynatss.model.postprocess import postprocess
+from dynatss.model.inference import postprocess_to_original
 
 SIZE = 128
 
@@ -38,8 +39,7 @@ def test_tiny_model_overfits_one_image(mode, classification, quality):
         head_channels=64, head_convs=2, num_classes=2, quality=quality, min_level=3, max_level=5,
         anchor_scales=[4.0],
     ))
-    criterion = DetectionCriterion(AssignConfig(mode=mode), LossConfig(classification=classification),
-                                   num_classes=2, box_coder=model.box_coder, quality=quality)
+    criterion = DetectionCriterion(AssignConfig(mode=mode), ATSSTerms(LossConfig(classification=classification), quality=quality))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     batch = _scene()
     steps = 80
@@ -54,8 +54,7 @@ def test_tiny_model_overfits_one_image(mode, classification, quality):
 
     model.eval()
     with torch.no_grad():
-        detections = postprocess(model(batch.images), batch.image_sizes, batch.original_sizes,
-                                 InferenceConfig(), model.box_coder)[0]
+        detections = postprocess_to_original(model(batch.images), batch.image_sizes, batch.original_sizes, InferenceConfig())[0]
     for gt_box, gt_label in zip(batch.gt_boxes[0], batch.gt_labels[0]):
         same_class = detections["labels"] == gt_label
         assert same_class.any()

@@ -12,9 +12,10 @@ from torchvision.ops import box_iou
 from dynatss.config import AssignConfig, InferenceConfig, LossConfig, ModelConfig, config_to_dict, load_config
 from dynatss.engine.build import build_criterion
 from dynatss.losses.criterion import DetectionCriterion
+from dynatss.losses.head_terms import ATSSTerms
 from dynatss.model.build import build_detector
 from dynatss.model.dcn import ModulatedDeformConv2d
-from dynatss.model.postprocess import postprocess
+from dynatss.model.inference import postprocess_to_original
 from tests.heads.conftest import scene
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -66,8 +67,7 @@ def test_a_tiny_dcn_model_overfits_one_image():
         backbone="resnet18", pretrained=None, frozen_stages=3, fpn_channels=32, head_channels=64, head_convs=2,
         num_classes=2, min_level=3, max_level=5, anchor_scales=[4.0], dcn_levels=[5], head_dcn=True,
     ))
-    criterion = DetectionCriterion(AssignConfig(mode="dynamic"), LossConfig(classification="qfl"),
-                                   num_classes=2, box_coder=model.box_coder, quality="iou")
+    criterion = DetectionCriterion(AssignConfig(mode="dynamic"), ATSSTerms(LossConfig(classification="qfl"), quality="iou"))
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     batch = scene()
     losses = []  # classification + box: the quality BCE has a non-zero floor with soft targets
@@ -83,8 +83,7 @@ def test_a_tiny_dcn_model_overfits_one_image():
 
     model.eval()
     with torch.no_grad():
-        detections = postprocess(model(batch.images), batch.image_sizes, batch.original_sizes,
-                                 InferenceConfig(), model.box_coder)[0]
+        detections = postprocess_to_original(model(batch.images), batch.image_sizes, batch.original_sizes, InferenceConfig())[0]
     for gt_box, gt_label in zip(batch.gt_boxes[0], batch.gt_labels[0]):
         same_class = detections["labels"] == gt_label
         assert same_class.any()

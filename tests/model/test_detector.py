@@ -6,7 +6,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from dynatss.errors import DynatssError
 from dynatss.model.build import build_detector
 from dynatss.model.head import flatten_levels
-from dynatss.model.outputs import HeadOutputs
+from dynatss.model.outputs import ATSSOutputs
 
 
 def expected_level_sizes(height: int, width: int, levels: range) -> list[tuple[int, int]]:
@@ -26,7 +26,7 @@ def test_output_shapes_and_anchor_counts(backbone, min_level, tiny_config):
     model = build_detector(cfg)
     images = torch.randint(0, 256, (2, 3, 64, 96), dtype=torch.uint8)
     outputs = model(images)
-    assert isinstance(outputs, HeadOutputs)
+    assert isinstance(outputs, ATSSOutputs)
     sizes = expected_level_sizes(64, 96, range(min_level, 8))
     per_level = [h * w * 3 for h, w in sizes]
     assert outputs.num_anchors_per_level == per_level

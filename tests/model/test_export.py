@@ -14,8 +14,8 @@ from torchvision.ops import batched_nms
 from dynatss.config import InferenceConfig
 from dynatss.errors import DynatssError
 from dynatss.model.build import build_detector
+from dynatss.model.inference import postprocess_to_original
 from dynatss.model.onnx_export import PADDING_LABEL, batched_nms_padded, export_onnx
-from dynatss.model.postprocess import postprocess
 from tests.model.conftest import _tiny_config
 
 CFG = InferenceConfig(score_threshold=0.25, pre_nms_topk=50, max_detections=40)
@@ -49,21 +49,24 @@ def test_onnx_matches_pytorch_for_any_batch_and_size(exported, batch, height, wi
     images *= torch.linspace(0.4, 1.0, batch).view(-1, 1, 1, 1)  # brightness -> different counts per image
     sizes = torch.tensor([[height, width]] * batch)
     sizes[-1] -= torch.tensor([32, 64 if width > 128 else 32])  # last image padded: clipped to its own size
-    for threshold in (0.25, 0.4):
-        cfg = InferenceConfig(score_threshold=threshold, pre_nms_topk=CFG.pre_nms_topk, max_detections=CFG.max_detections)
+    counted = []
+    for threshold in (0.0, 0.15, 0.3):  # the graph's input is the least final score, as Detector.predict's
         with torch.no_grad():
-            expected = postprocess(model(images), sizes, sizes, cfg, model.box_coder)
+            expected = postprocess_to_original(model(images), sizes, sizes, CFG, min_score=threshold)
         boxes, scores, labels, counts = _run(session, images, sizes, threshold)
         assert boxes.shape == (batch, CFG.max_detections, 4) and counts.shape == (batch,)
         for index, want in enumerate(expected):
             count = counts[index]
-            assert count == len(want["scores"]) > 0
+            assert count == len(want["scores"])
+            counted.append((threshold, count))
             np.testing.assert_array_equal(labels[index, :count], want["labels"].numpy())
             np.testing.assert_allclose(scores[index, :count], want["scores"].numpy(), atol=1e-5)
             np.testing.assert_allclose(boxes[index, :count], want["boxes"].numpy(), atol=1e-3)
             assert (labels[index, count:] == PADDING_LABEL).all() and (scores[index, count:] == 0).all()
             h, w = sizes[index].tolist()
-            assert boxes[index, :count, [0, 2]].max() <= w and boxes[index, :count, [1, 3]].max() <= h
+            assert count == 0 or (boxes[index, :count, [0, 2]].max() <= w and boxes[index, :count, [1, 3]].max() <= h)
+    assert all(count > 0 for threshold, count in counted if threshold == 0.0)
+    assert sum(count for threshold, count in counted if threshold == 0.3) < sum(c for t, c in counted if t == 0.0)
 
 
 def test_threshold_input_down_to_no_detections(exported):

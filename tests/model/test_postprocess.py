@@ -1,9 +1,8 @@
 import torch
 
 from dynatss.config import InferenceConfig
-from dynatss.model.box_coder import BoxCoder
-from dynatss.model.outputs import HeadOutputs
-from dynatss.model.postprocess import postprocess
+from dynatss.model.inference import postprocess_to_original
+from dynatss.model.outputs import ATSSOutputs
 
 C = 2
 LOW = -20.0  # logit of a probability that is practically zero
@@ -17,20 +16,20 @@ def logit(p: float) -> float:
     return torch.logit(torch.tensor(p)).item()
 
 
-def make_outputs(anchors: list[list[float]], cls: list[dict[int, float]], counts: list[int]) -> HeadOutputs:
+def make_outputs(anchors: list[list[float]], cls: list[dict[int, float]], counts: list[int]) -> ATSSOutputs:
     """One image; zero deltas so boxes are the anchors; quality logit 0 (probability 0.5)."""
     a = len(anchors)
     cls_logits = torch.full((1, a, C), LOW)
     for i, classes in enumerate(cls):
         for label, probability in classes.items():
             cls_logits[0, i, label] = logit(probability)
-    return HeadOutputs(cls_logits, torch.zeros(1, a, 4), torch.zeros(1, a), torch.tensor(anchors), counts)
+    return ATSSOutputs(cls_logits, torch.zeros(1, a, 4), torch.zeros(1, a), torch.tensor(anchors), counts)
 
 
-def run(outputs: HeadOutputs, cfg: InferenceConfig, image=(100, 100), original=(100, 100)):
+def run(outputs: ATSSOutputs, cfg: InferenceConfig, image=(100, 100), original=(100, 100)):
     sizes = torch.tensor([image] * outputs.cls_logits.shape[0])
     originals = torch.tensor([original] * outputs.cls_logits.shape[0])
-    return postprocess(outputs, sizes, originals, cfg, BoxCoder())
+    return postprocess_to_original(outputs, sizes, originals, cfg)
 
 
 def expected_score(p: float) -> float:
@@ -77,7 +76,7 @@ def test_empty_result_and_batched_equals_single():
     a = 60
     anchors_xy = torch.rand(a, 2, generator=g) * 80
     anchors = torch.cat((anchors_xy, anchors_xy + 20), dim=1)
-    outputs = HeadOutputs(
+    outputs = ATSSOutputs(
         torch.randn(3, a, C, generator=g) * 3,
         torch.randn(3, a, 4, generator=g),
         torch.randn(3, a, generator=g),
@@ -87,20 +86,20 @@ def test_empty_result_and_batched_equals_single():
     cfg = InferenceConfig(pre_nms_topk=15, max_detections=10)
     sizes = torch.tensor([[100, 100], [90, 80], [100, 70]])
     originals = torch.tensor([[200, 200], [45, 40], [100, 70]])
-    batched = postprocess(outputs, sizes, originals, cfg, BoxCoder())
+    batched = postprocess_to_original(outputs, sizes, originals, cfg)
     for i in range(3):
-        single = HeadOutputs(
+        single = ATSSOutputs(
             outputs.cls_logits[i : i + 1],
             outputs.box_deltas[i : i + 1],
             outputs.quality_logits[i : i + 1],
             anchors,
             [40, 20],
         )
-        (expected,) = postprocess(single, sizes[i : i + 1], originals[i : i + 1], cfg, BoxCoder())
+        (expected,) = postprocess_to_original(single, sizes[i : i + 1], originals[i : i + 1], cfg)
         assert len(expected["scores"]) > 0
         for key in ("boxes", "scores", "labels"):
             torch.testing.assert_close(batched[i][key], expected[key])
-    nothing = postprocess(outputs, sizes, originals, InferenceConfig(score_threshold=1.0), BoxCoder())
+    nothing = postprocess_to_original(outputs, sizes, originals, InferenceConfig(score_threshold=1.0))
     assert [len(r["boxes"]) for r in nothing] == [0, 0, 0]
     assert nothing[0]["boxes"].shape == (0, 4)
 

@@ -13,9 +13,9 @@ from PIL import Image
 
 from dynatss.config import Config
 from dynatss.data.records import DatasetMeta
+from dynatss.engine.evaluate import split_records
 from dynatss.engine.run_dir import start_run_dir
 from dynatss.errors import DynatssError
-from dynatss.engine.evaluate import split_records
 from tests.data.helpers import write_coco
 from tests.engine.tiny import make_synthetic, tiny_overrides
 from tests.robust.conftest import one_line_error
