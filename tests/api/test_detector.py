@@ -136,6 +136,9 @@ def test_evaluate_uses_the_checkpoint_config(tiny_run, tmp_path):
     # every detection of the checkpoint's inference rule (score >= 0.0, 5 per image), not the display threshold
     assert len(result.detections) == 3 * tiny_run.config.inference.max_detections
     assert not list(tmp_path.iterdir())  # evaluate writes nothing
+    capped = Detector.from_checkpoint(tiny_run.checkpoint, device="cpu",
+                                      overrides=["data.num_workers=0", "inference.max_detections=2", *same_data])
+    assert len(capped.evaluate("val").detections) == 3 * 2  # the overrides are the config used
 
 
 def test_an_image_gives_the_same_detections_alone_or_beside_a_larger_one(detector):

@@ -1,8 +1,10 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dynatss.config import config_to_dict, load_config
+from dynatss.engine.build import build_criterion
 from dynatss.errors import DynatssError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -17,10 +19,20 @@ def test_the_expected_configs_exist():
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=[p.relative_to(CONFIG_DIR).as_posix() for p in CONFIG_FILES])
-def test_every_config_loads(path):
+def test_every_config_loads_the_values_it_states_and_builds_its_criterion(path):
+    """Every value written in the file is the value loaded (none dropped or coerced to another), the
+    schedule is consistent, and the head's criterion accepts the file's losses."""
     config = load_config(path)
-    assert config.solver.max_iter > max(config.solver.steps, default=0) or config.solver.schedule == "cosine"
+    written = yaml.safe_load(path.read_text())
+    for section, values in written.items():
+        for key, value in values.items():
+            loaded = getattr(getattr(config, section), key)
+            assert loaded == value or (isinstance(value, str) and loaded == float(value)), (section, key, value, loaded)
+    if config.solver.epochs is None:
+        assert config.solver.max_iter > max(config.solver.steps, default=0) or config.solver.schedule == "cosine"
     assert config.train.output_dir.startswith("runs/")
+    terms = build_criterion(config, model=None).terms
+    assert type(terms).__name__ == {"atss": "ATSSTerms", "gfl": "GFLTerms", "vfnet": "VFNetTerms"}[config.model.head]
 
 
 def test_ablation_configs_are_all_different_recipes():

@@ -69,6 +69,31 @@ def test_gfl_perfect_prediction_costs_little(mode):
     assert perfect.total < 0.1 * random.total
 
 
+@pytest.mark.parametrize("mode", ["atss", "dynamic"])
+def test_vfnet_perfect_prediction_costs_little(mode):
+    """Initial and refined boxes equal to the GT at every anchor, IACS 1 at the positives' class and
+    0 elsewhere: the box terms vanish (GIoU of identical boxes), VFL is ~0 (q = 1 at the positives)."""
+    batch = _single_gt(scene())
+    anchors, counts = _anchors()
+    num = anchors.shape[0]
+    (gt_box,) = batch.gt_boxes[0][batch.gt_valid[0]]
+    ltrb = boxes_to_distances(anchors, gt_box)[None]  # [1, A, 4]; some negative: centres outside the GT
+    criterion = DetectionCriterion(AssignConfig(mode=mode), VFNetTerms(LossConfig(classification="vfl")))
+    generator = torch.Generator().manual_seed(0)
+    random = VFNetOutputs(torch.randn(1, num, 2, generator=generator), ltrb.abs() + 5, ltrb.abs() + 9, anchors,
+                          counts, STRIDES)
+    positives = assign_positives(AssignConfig(mode=mode), anchors, counts, batch,
+                                 VFNetOutputs(random.cls_logits, ltrb, ltrb, anchors, counts, STRIDES).pred_boxes(), 0.5)
+    cls_logits = torch.full((1, num, 2), -30.0)
+    cls_logits[positives.image_index, positives.anchor_index, positives.target_labels] = 30.0
+    perfect = criterion(VFNetOutputs(cls_logits, ltrb, ltrb, anchors, counts, STRIDES), batch, progress=0.5)
+    worse = criterion(random, batch, progress=0.5)
+    assert perfect.stats["num_pos"] > 0 and perfect.stats["mean_piou"] > 0.999
+    assert perfect.terms["loss_box"] < 1e-5 and perfect.terms["loss_box_refine"] < 1e-5
+    assert perfect.terms["loss_cls"] < 1e-5
+    assert perfect.total < 1e-4 < worse.total
+
+
 @pytest.mark.parametrize("criterion_type", ["gfl", "vfnet"])
 def test_no_ground_truth_gives_finite_loss_and_gradients(criterion_type):
     batch = dataclasses.replace(scene(), gt_valid=torch.zeros(1, 2, dtype=torch.bool))

@@ -69,9 +69,14 @@ def test_every_ranged_key_exists():
 def test_the_defaults_and_the_shipped_configs_are_in_range():
     from tests.engine.test_configs import CONFIG_FILES
 
-    load_config(None)
-    for path in CONFIG_FILES:
-        load_config(path)
+    for config in [load_config(None), *map(load_config, CONFIG_FILES)]:
+        for key, allowed in VALUE_RANGES.items():
+            section, name = key.split(".")
+            value = getattr(getattr(config, section), name)
+            assert value == [] or allowed.problem(value) is None, (key, value)
+    # ... and a value just outside a range is refused (the ranges are not all open).
+    with pytest.raises(DynatssError, match="inference.nms_threshold = 1.5: must be in"):
+        load_config(None, ["inference.nms_threshold=1.5"])
 
 
 @pytest.mark.parametrize(

@@ -77,12 +77,18 @@ def test_extreme_aspect_ratio_keeps_every_side_at_least_one_pixel(size):
 
 
 def test_resize_matches_torchvision_on_ordinary_images():
-    image = tv_tensors.Image(torch.zeros((3, 480, 640), dtype=torch.uint8))
-    cfg = DataConfig(min_sizes=[320, 352], max_size=512)
-    from torchvision.transforms import v2
+    """The test resize is torchvision's (shorter side 320 capped by max_size, bilinear, antialiased),
+    pixel for pixel and box for box, on a random image."""
+    from torchvision.transforms.v2 import functional as F
 
-    ours, theirs = build_transforms(cfg, train=False), v2.RandomShortestSize([cfg.test_min_size], cfg.max_size)
-    assert ours(image).shape == theirs(image).shape
+    image = torch.randint(0, 256, (3, 480, 640), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    boxes = torch.tensor([[10.0, 20.0, 300.0, 400.0]])
+    cfg = DataConfig(min_sizes=[320, 352], max_size=512, test_min_size=320)
+    ours, our_boxes = transform_sample(build_transforms(cfg, train=False), image, boxes)
+    assert tuple(ours.shape[-2:]) == (320, 426)  # 640 x 320 / 480 = 426.7, truncated as torchvision does
+    theirs = F.resize(tv_tensors.Image(image), [320, 426], antialias=True)
+    assert torch.equal(ours, theirs.as_subclass(torch.Tensor))
+    torch.testing.assert_close(our_boxes, boxes * torch.tensor([426 / 640, 320 / 480, 426 / 640, 320 / 480]))
 
 
 def test_scan_is_cached_and_sees_changed_files(tmp_path, monkeypatch):
