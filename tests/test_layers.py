@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("assign", ("dynatss.assign",)),
     ("model", ("dynatss.model",)),
     ("data", ("dynatss.data",)),
-    ("config", ("dynatss.config", "dynatss.config_values")),
+    ("config", ("dynatss.config", "dynatss.config_values", "dynatss.config_merge")),
     ("leaves", ("dynatss.draw", "dynatss.boxes", "dynatss.errors", "dynatss.atomic", "dynatss.version")),
 )
 # The drawing leaf imports nothing of ours.

@@ -1,1 +1,2 @@
-"""Losses of the ATSS head: focal / QFL / VFL classification, GIoU box, quality BCE."""
+"""Losses: focal / QFL / VFL classification, GIoU box, DFL, quality BCE, and the one criterion that
+ties them to the assignment for every head (criterion.py, head_terms.py)."""

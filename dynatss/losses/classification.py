@@ -1,8 +1,8 @@
 """Classification losses on sigmoid logits, element-wise (reduction is the criterion's job).
 
-All take ``logits`` [N, C] and a target matrix ``targets`` [N, C]: 0 for negatives and, at the
-positive's class, 1 (focal loss, hard target) or its soft target, the PIoU (QFL and VFL, paper
-Sec. III.C). They return the un-reduced loss [N, C].
+All take ``logits`` [..., C] and targets of the same shape (the criterion passes [B, A, C]): 0 for
+negatives and, at the positive's class, 1 (focal loss, hard target) or its soft target, the PIoU
+(QFL and VFL, paper Sec. III.C). They return the un-reduced loss, of the same shape.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ VFL_GAMMA = 2.0
 
 def focal_loss(logits: Tensor, targets: Tensor, *, alpha: float = FOCAL_ALPHA,
                gamma: float = FOCAL_GAMMA) -> Tensor:
-    """Sigmoid focal loss (Lin et al.) with hard 0/1 targets: [N, C] -> [N, C]."""
+    """Sigmoid focal loss (Lin et al.) with hard 0/1 targets: [..., C] -> [..., C]."""
     return sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma, reduction="none")
 
 
