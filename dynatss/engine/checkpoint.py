@@ -226,7 +226,7 @@ def save_safetensors(
 ) -> Path:
     """Write the model's weights as safetensors; with ``config``/``meta`` also ``<path>.json`` beside.
 
-    The JSON (``{"config": ..., "meta": ...}``) is what lets :func:`load_detector` rebuild the
+    The JSON (``{"config": ..., "meta": ...}``) is what lets :func:`dynatss.engine.trained.load_trained` rebuild the
     detector from a .safetensors file alone.
     """
     from safetensors.torch import save_model

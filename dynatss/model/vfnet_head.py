@@ -11,7 +11,7 @@ Per location (one anchor), as mmdetection's VFNetHead with ATSS:
   3. refinement: from the star features of the regression tower, factors
      delta = exp(scale_refine_l * x); refined = delta * initial (initial detached);
   4. IACS: from the star features of the classification tower, the class logits, trained with
-     varifocal loss towards the IoU of the refined box (dynatss.losses.vfnet_criterion).
+     varifocal loss towards the IoU of the refined box (dynatss.losses.head_terms.VFNetTerms).
 """
 
 from __future__ import annotations

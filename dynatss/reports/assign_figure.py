@@ -79,10 +79,11 @@ def _overview(axis, trace: AssignmentTrace, pixels: np.ndarray, gts: list[int], 
 
 def _legend_panel(axis, trace: AssignmentTrace) -> None:
     lines = [
-        f"Candidates: per pyramid level, the {trace.topk} anchors nearest to the GT centre.",
+        f"Candidates: per pyramid level, the {trace.topk} anchor locations nearest to the GT centre.",
         "ATSS: positive if AIoU >= mean + std of the candidates' AIoUs.",
         f"Combined IoU = {trace.pred_weight:g} x PIoU + {trace.anchor_weight:g} x AIoU (PIoU: the head's",
-        "predicted box vs the GT); positive if >= the combined mean + std.",
+        f"predicted box vs the GT); positive if >= {trace.pred_weight:g} x (mean + std of the PIoUs)",
+        f"+ {trace.anchor_weight:g} x (mean + std of the AIoUs): not the std of the combined IoU.",
         "Both: the anchor centre must lie inside the GT; an anchor claimed by",
         "several GTs goes to the one with the highest (combined) IoU.",
         "",
