@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,3 +148,52 @@ def test_an_image_gives_the_same_detections_alone_or_beside_a_larger_one(detecto
     alone = detector.predict(small)
     assert len(alone) > 0
     _same(detector.predict([large, small])[1], alone)
+
+
+def test_folders_globs_and_lists_of_them(detector, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for seed, name in ((6, "b.png"), (7, "a.png")):
+        write_png(_image(seed=seed), str(folder / name))
+    (folder / "notes.txt").write_text("not an image")
+    from_folder = detector.predict(folder)
+    assert [Path(r.source).name for r in from_folder] == ["a.png", "b.png"]  # sorted, images only
+    from_glob = detector.predict(str(folder / "b*.png"))
+    assert isinstance(from_glob, list) and [Path(r.source).name for r in from_glob] == ["b.png"]
+    _same(from_glob[0], from_folder[1])
+    mixed = detector.predict([folder, _image(seed=7)])
+    assert len(mixed) == 3 and mixed[2].source is None
+    _same(mixed[2], from_folder[0])  # a.png holds _image(seed=7)
+    with pytest.raises(DynatssError, match="no file matches"):
+        detector.predict(str(folder / "*.jpg"))
+
+
+def test_per_call_classes_nms_and_maximum(detector):
+    image = _image(seed=8)
+    everything = detector.predict(image)
+    assert len(set(everything.labels.tolist())) > 1
+    kept = everything.labels[0].item()
+    only = detector.predict(image, classes=[kept])
+    assert len(only) > 0 and set(only.labels.tolist()) == {kept}
+    # Filtered before the per-image maximum: up to max_detections of that class, the best first.
+    assert only.scores[0] == everything.scores[0]
+    assert len(detector.predict(image, max_detections=2)) == 2
+    strict = detector.predict(image, nms_iou=0.0, max_detections=50)  # any overlap suppresses
+    loose = detector.predict(image, nms_iou=1.0, max_detections=50)
+    assert len(strict) < len(loose)
+    with pytest.raises(DynatssError, match="classes must be class indices"):
+        detector.predict(image, classes=[99])
+
+
+def test_plot_options(detector):
+    result = detector.predict(_image(120, 160, seed=9), max_detections=1)
+    image = result.image.permute(1, 2, 0).numpy()
+
+    def changed(picture) -> int:
+        return int((np.asarray(picture) != image).any(-1).sum())
+
+    thin, thick = result.plot(line_width=1, labels=False, conf=False), result.plot(line_width=6, labels=False, conf=False)
+    assert 0 < changed(thin) < changed(thick)
+    captioned = result.plot(line_width=1)
+    assert changed(captioned) > changed(thin)  # the caption's label
+    assert changed(result.plot(line_width=1, font_size=30)) > changed(captioned)
