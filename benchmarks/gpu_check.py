@@ -122,7 +122,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bundle", type=Path, default=ROOT / ".gpu", help="the folder of benchmarks/gpu_bundle.py")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, under a minute (CI)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset, e.g. to rerun one")
-    parser.add_argument("--work", type=Path, help="scratch folder (default: a new temporary one)")
+    parser.add_argument("--work", type=Path, help="scratch folder, kept (default: a temporary one, removed)")
     args = parser.parse_args(argv)
     unknown = set(args.sections.split(",")) - set(SECTIONS)
     if unknown:
@@ -132,6 +132,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.work:
+        args.work.mkdir(parents=True, exist_ok=True)
+        return check_all(args, args.work)
+    with tempfile.TemporaryDirectory(prefix="gpu_check-") as work:  # an ONNX file and checkpoints: 100s of MB
+        return check_all(args, Path(work))
+
+
+def check_all(args: argparse.Namespace, work: Path) -> int:
+    """Every section of ``args.sections`` in order, the report rewritten after each."""
     started = time.perf_counter()
     manifest = use_bundle(args.bundle)  # before any section imports faster_coco_eval or loads weights
     # The test run and the training runs are subprocesses: they find the repository from any folder.
@@ -143,8 +152,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-    work = args.work or Path(tempfile.mkdtemp(prefix="gpu_check-"))
-    work.mkdir(parents=True, exist_ok=True)
     data = (f"data.root={bccd_dir(args.bundle).resolve()}",) if bccd_dir(args.bundle).is_dir() else ()
     check = Check(plan, device, data, work, args.out)
     report = {"meta": machine(device, manifest, args.smoke), "plan": {"caps_s": plan.caps, "total_s": plan.total_s},

@@ -45,7 +45,7 @@ def smoke(tmp_path_factory) -> tuple[dict, Path, Path]:
     prepare(bundle, BCCD, wheels=False)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--smoke", "--bundle", str(bundle),
-                    "--out", str(out), "--work", str(tmp / "work")], cwd=tmp, env=env, check=True, timeout=600)
+                    "--out", str(out)], cwd=tmp, env=env, check=True, timeout=600)
     return json.loads((out / JSON_FILE).read_text()), out, bundle
 
 
