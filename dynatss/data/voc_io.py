@@ -36,6 +36,7 @@ def read_voc(
     class_names: list[str] | None = None,
     verify: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    use_cache: bool = True,
 ) -> tuple[list[ImageRecord], DatasetMeta, list[Problem]]:
     root = Path(root)
     split_file = root / "ImageSets" / "Main" / f"{split}.txt"
@@ -74,7 +75,9 @@ def read_voc(
             if parsed_obj is not None:
                 raw.objects.append(parsed_obj)
         raws.append(raw)
-    records, more = build_records(raws, root=root, verify=verify, max_pixels=max_pixels)
+    records, more = build_records(
+        raws, root=root, verify=verify, max_pixels=max_pixels, use_cache=use_cache
+    )
     return records, meta, problems + more
 
 

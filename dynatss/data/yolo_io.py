@@ -32,7 +32,12 @@ def read_yolo_names(root: Path) -> list[str]:
 
 
 def read_yolo(
-    root: str | Path, split: str, *, verify: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
+    root: str | Path,
+    split: str,
+    *,
+    verify: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    use_cache: bool = True,
 ) -> tuple[list[ImageRecord], DatasetMeta, list[Problem]]:
     data = read_data_yaml(Path(root))
     names = data.names
@@ -46,7 +51,9 @@ def read_yolo(
         if labels.exists():
             raw.objects = _parse_labels(labels, len(names), names, problems)
         raws.append(raw)
-    records, more = build_records(raws, root=data.root, verify=verify, max_pixels=max_pixels)
+    records, more = build_records(
+        raws, root=data.root, verify=verify, max_pixels=max_pixels, use_cache=use_cache
+    )
     return records, meta, problems + more
 
 
