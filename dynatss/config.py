@@ -55,8 +55,9 @@ class ModelConfig:
     head_convs: int = 4
     head_channels: int = 256
     num_classes: int = 80
-    # One square anchor per location of size 8 x stride (ATSS).
-    anchor_scales: list[float] = field(default_factory=lambda: [8.0])
+    # One square anchor per location of size 8 x stride (ATSS). "auto": chosen by ``train`` from the
+    # training boxes before the first step (dynatss.model.anchor_choice) and saved resolved.
+    anchor_scales: list[float] | Literal["auto"] = field(default_factory=lambda: [8.0])
     anchor_ratios: list[float] = field(default_factory=lambda: [1.0])
     # "centerness" (ATSS) or "iou" (the paper: predicts the PIoU of the decoded box).
     quality: Literal["centerness", "iou"] = "iou"
@@ -115,6 +116,13 @@ class LossConfig:
     dfl_weight: float = 0.25
     # VFNet head: weight of the refined boxes' GIoU (mmdetection VFNet: 2.0; initial boxes: box_weight 1.5).
     box_refine_weight: float = 2.0
+    # ATSS head with model.quality=iou: where the IoU branch is trained. "positives": the positives
+    # only (the paper, official code); "candidates": every ATSS candidate of a GT, towards the IoU of
+    # its predicted box with that GT, so that boxes which miss learn a low score (issue 17).
+    quality_targets: Literal["positives", "candidates"] = "positives"
+    # ATSS head: weights of the positives' GIoU loss. "quality": their quality target (centerness,
+    # or the PIoU with the IoU branch; the official code); "uniform": every positive weighs 1.
+    box_weighting: Literal["quality", "uniform"] = "quality"
 
 
 @dataclass
@@ -126,6 +134,9 @@ class InferenceConfig:
     # GFLV2, whose classification output is already the joint score). The reported score is
     # cls x quality either way.
     threshold_on: Literal["cls", "score"] = "cls"
+    # score = cls x quality ** quality_exponent: 1 the official product, 0 the class probability
+    # alone (QFL already trains it towards the IoU), 0.5 a softer quality factor (issue 17).
+    quality_exponent: float = 1.0
     pre_nms_topk: int = 1000
     nms_threshold: float = 0.6
     max_detections: int = 100
@@ -171,6 +182,12 @@ class SolverConfig:
     """SGD schedule; the defaults are the paper's 1x: 90k iterations, batch 16, lr 0.01."""
 
     max_iter: int = 90_000
+    # A schedule in epochs (null: max_iter and steps as written). When set, ``train`` replaces
+    # max_iter by epochs x training images / batch_size (rounded to 10 steps, at least min_iter)
+    # and steps by step_fractions of it, before the first step, and saves the resolved values.
+    epochs: float | None = None
+    min_iter: int = 0
+    step_fractions: list[float] = field(default_factory=lambda: [2 / 3, 8 / 9])
     batch_size: int = 16  # total over all processes
     # The learning rate at ``base_batch_size`` images per step (the paper: 0.01 at 16). With
     # ``auto_scale_lr`` the rate used is base_lr x batch_size / base_batch_size (the linear scaling

@@ -56,7 +56,7 @@ class Range:
 
     def problem(self, value: Any) -> str | None:
         """What is wrong with ``value`` (one phrase), or None."""
-        if value is None:
+        if value is None or isinstance(value, str):  # optional keys; named choices ("auto")
             return None
         if isinstance(value, list):
             if self.length is not None and len(value) != self.length:
@@ -103,6 +103,7 @@ VALUE_RANGES: dict[str, Range] = {
     "loss.quality_weight": NON_NEGATIVE,
     "loss.dfl_weight": NON_NEGATIVE,
     "loss.box_refine_weight": NON_NEGATIVE,
+    "inference.quality_exponent": NON_NEGATIVE,
     "inference.score_threshold": FRACTION,
     "inference.pre_nms_topk": AT_LEAST_ONE,
     "inference.nms_threshold": FRACTION,
@@ -121,6 +122,9 @@ VALUE_RANGES: dict[str, Range] = {
     "data.synthetic_image_size": Range(low=32),
     "data.synthetic_seed": NON_NEGATIVE,
     "solver.max_iter": AT_LEAST_ONE,
+    "solver.epochs": POSITIVE,
+    "solver.min_iter": NON_NEGATIVE,
+    "solver.step_fractions": Range(low=0, high=1, high_open=True),
     "solver.batch_size": AT_LEAST_ONE,
     "solver.base_lr": POSITIVE,
     "solver.base_batch_size": AT_LEAST_ONE,
@@ -146,7 +150,7 @@ NON_EMPTY_STRINGS = ("data.root", "data.train_split", "data.val_split", "train.o
 
 
 def _empty_list_allowed(key: str) -> bool:
-    return key in ("solver.steps", "model.dcn_levels")  # no milestones; no deformable stage
+    return key in ("solver.steps", "solver.step_fractions", "model.dcn_levels")  # no milestones; no deformable stage
 
 
 def check_values(config: Config) -> None:

@@ -35,7 +35,8 @@ if __package__ in (None, ""):  # run as a script (python experiments/ablation.py
 
 from dynatss.atomic import atomic_write_text
 from dynatss.config import load_config
-from dynatss.engine.lr_schedule import describe_lr
+from dynatss.engine.build import load_split
+from dynatss.engine.lr_schedule import describe_lr, schedule_in_epochs
 from dynatss.errors import DynatssError
 from experiments.results_doc import GRID_FILE, RUN_FILE, final_metrics, read_json, write_results
 from experiments.variants import VARIANTS, Variant, find_variants
@@ -131,15 +132,25 @@ def execute(command: list[str], run_dir: Path, *, threads: int) -> dict:
 # The grid
 
 
+def _anchors_text(scales) -> str:
+    return "chosen from the data (auto)" if scales == "auto" else f"{scales[0]:g} x stride"
+
+
+def _schedule_text(s) -> str:
+    if s.epochs is None:
+        return f"{s.max_iter} iterations of batch {s.batch_size}"
+    return f"{s.epochs:g} epochs (at least {s.min_iter} iterations) of batch {s.batch_size}"
+
+
 def _setup_text(cfg) -> dict[str, str]:
     m, d, s = cfg.model, cfg.data, cfg.solver
     crop = f", training crops {d.crop_size} px" if d.crop_size else ""
     return {
         "data": f"{d.root} ({d.format}; train `{d.train_split}`, evaluation `{d.val_split}`)",
         "model": f"{m.backbone} ({m.pretrained}) FPN P{m.min_level}-P{m.max_level} {m.fpn_channels} ch, "
-                 f"head {m.head_convs} x {m.head_channels} ch, anchors {m.anchor_scales[0]:g} x stride; shorter "
+                 f"head {m.head_convs} x {m.head_channels} ch, anchors {_anchors_text(m.anchor_scales)}; shorter "
                  f"side {d.min_sizes} (test {d.test_min_size}), longer <= {d.max_size}, flip {d.hflip_prob}{crop}",
-        "solver": f"{s.max_iter} iterations of batch {s.batch_size}, SGD lr {describe_lr(s)}, warm-up "
+        "solver": f"{_schedule_text(s)}, SGD lr {describe_lr(s)}, warm-up "
                   f"{s.warmup_iters} ({s.warmup_method} from {s.warmup_factor:g}), x{s.gamma} at {s.steps}, "
                   f"gradient clipping {s.clip_grad_norm}",
     }
@@ -196,6 +207,16 @@ def _start_grid(args, dataset_config: Path, cfg, seeds: list[int], argv: list[st
     return grid, archive_root
 
 
+def with_resolved_schedule(cfg):
+    """``cfg`` with ``solver.epochs`` turned into max_iter and steps as ``train`` does (the final
+    iteration of every run of the grid); unchanged when the schedule is given in steps."""
+    if cfg.solver.epochs is None:
+        return cfg
+    train_set = load_split(cfg.data, cfg.data.train_split, verify=True)
+    cfg.solver.max_iter, cfg.solver.steps = schedule_in_epochs(cfg.solver, len(train_set.records))
+    return cfg
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("overrides", nargs="*", help="key.sub=value overrides, for every run")
@@ -222,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             if not Path(cfg.data.root).is_dir():
                 raise DynatssError(f"{dataset_config}: data.root '{cfg.data.root}' not found from {Path.cwd()} "
                                    "(run from the repository root or override data.root)")
+            cfg = with_resolved_schedule(cfg)
             _, archive_root = _start_grid(args, dataset_config, cfg, seeds, argv)
             started = time.time()
             infos = run_grid(variants, seeds, args.out / args.dataset, archive_root, base_config=args.config,

@@ -50,6 +50,7 @@ from dynatss.engine.evaluate import (
     format_table,
     write_detections,
 )
+from dynatss.engine.from_data import resolve_from_data
 from dynatss.engine.lr_schedule import build_lr_scheduler
 from dynatss.engine.optimizer import build_optimizer
 from dynatss.engine.run_logger import RunLogger, WindowAverage
@@ -118,6 +119,8 @@ def build_peer(name: str, cfg: Config) -> nn.Module:
         head = FCOSHead(backbone.out_channels, 1, model_cfg.num_classes, num_convs=model_cfg.head_convs)
         model = FCOS(backbone, anchor_generator=anchors, head=head, **common)
     elif name == "retinanet":
+        if model_cfg.anchor_scales == "auto":
+            raise DynatssError("model.anchor_scales = auto is resolved from the data by train_peer; give a scale")
         base = model_cfg.anchor_scales[0]
         sizes = tuple(tuple(base * s * o for o in RETINANET_OCTAVES) for s in strides)
         anchors = AnchorGenerator(sizes, (RETINANET_RATIOS,) * len(strides))
@@ -217,6 +220,8 @@ def train_peer(name: str, cfg: Config) -> EvalResult:
         raise DynatssError(f"{cfg.data.root}: train split '{cfg.data.train_split}' or val split "
                            f"'{cfg.data.val_split}' has no usable images")
     cfg = with_num_classes(cfg, train_set.meta)
+    cfg, notes = resolve_from_data(cfg, train_set.records, train_set.meta)  # the recipe's schedule and anchors
+    print("\n".join(notes), flush=True)
     run_dir = Path(cfg.train.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")

@@ -36,12 +36,14 @@ class Assignment:
     anchor_ious: [B, A] AIoU of each positive with its GT, 0 for background
     pred_ious:   [B, A] PIoU of each positive with its GT, 0 for background (and in plain ATSS)
     threshold:   [B, G] the adaptive IoU threshold of each GT (0 for padding)
+    candidates:  [B, G, K] anchor index of each GT's K candidates (padding GTs' are meaningless)
     """
 
     gt_index: Tensor
     anchor_ious: Tensor
     pred_ious: Tensor
     threshold: Tensor
+    candidates: Tensor
 
     @property
     def positive(self) -> Tensor:
@@ -166,4 +168,5 @@ def atss_assign(
         anchor_ious=_scatter_to_anchors(anchor_ious, candidates, won, num_anchors),
         pred_ious=_scatter_to_anchors(pred_ious, candidates, won, num_anchors),
         threshold=threshold.masked_fill(~gt_valid, 0.0),
+        candidates=candidates,
     )

@@ -15,6 +15,9 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from dynatss.config import SolverConfig
 
+# A schedule given in epochs becomes a whole number of tens of steps (easier to read in the logs).
+EPOCH_ROUNDING = 10
+
 
 def scaled_lr(solver: SolverConfig) -> float:
     """The learning rate after warm-up: ``base_lr`` x batch_size / base_batch_size when
@@ -60,3 +63,15 @@ def lr_factor(iteration: int, solver: SolverConfig) -> float:
 def build_lr_scheduler(optimizer: torch.optim.Optimizer, solver: SolverConfig) -> LambdaLR:
     """A ``LambdaLR`` that is stepped once per iteration, after ``optimizer.step()``."""
     return LambdaLR(optimizer, lambda iteration: lr_factor(iteration, solver))
+
+
+def schedule_in_epochs(solver: SolverConfig, num_images: int) -> tuple[int, list[int]]:
+    """(max_iter, steps) of ``solver.epochs`` over ``num_images`` training images.
+
+    max_iter = epochs x images / batch_size, rounded to the nearest ``EPOCH_ROUNDING`` steps and at
+    least ``solver.min_iter``; the decay steps are ``solver.step_fractions`` of it.
+    """
+    assert solver.epochs is not None
+    exact = solver.epochs * num_images / solver.batch_size
+    max_iter = max(EPOCH_ROUNDING * round(exact / EPOCH_ROUNDING), solver.min_iter, 1)
+    return max_iter, [round(fraction * max_iter) for fraction in solver.step_fractions]

@@ -43,6 +43,7 @@ from dynatss.engine.distributed import (
     setup_distributed,
 )
 from dynatss.engine.evaluate import EvalResult, evaluate, format_percent, format_table, write_detections
+from dynatss.engine.from_data import resolve_from_data
 from dynatss.engine.lr_schedule import describe_lr
 from dynatss.engine.precision import autocast_context, float_outputs
 from dynatss.engine.run_dir import check_run_dir, start_run_dir
@@ -159,6 +160,9 @@ def _train(cfg, ctx, device, resume, overwrite, criterion_override) -> TrainResu
     train_set, val_set = _read_splits(cfg, ctx)
     meta = train_set.meta
     cfg = with_num_classes(cfg, meta)
+    cfg, notes = resolve_from_data(cfg, train_set.records, meta)
+    for note in notes:
+        _print(ctx, note)
     cfg.data.root = str(Path(cfg.data.root).resolve())  # the run records where its data is
     run_dir = Path(cfg.train.output_dir)
 

@@ -6,24 +6,28 @@ Per batch:
   3. classification: focal loss with hard targets, or QFL / VFL with the positives' PIoU as soft
      target (Sec. III.C), over all anchors except those ignored for crowd regions, divided by the
      number of positives;
-  4. box: GIoU of the positives weighted by their quality target, divided by the targets' sum,
-     times box_weight (2.0, ATSS);
+  4. box: GIoU of the positives weighted by their quality target (``loss.box_weighting=uniform``:
+     by 1), divided by the weights' sum, times box_weight (2.0, ATSS);
   5. quality: BCE of the quality branch against centerness (ATSS) or PIoU (the paper's IoU
-     branch), divided by the number of positives.
+     branch), averaged over the positives (``loss.quality_targets=candidates``: over every ATSS
+     candidate, towards the IoU of its predicted box).
 Under DistributedDataParallel both normalisers are averaged over processes, as the official code.
 """
 
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from dynatss.boxes import elementwise_box_iou
 from dynatss.config import AssignConfig, LossConfig
 from dynatss.data.batch import Batch
+from dynatss.errors import DynatssError
 from dynatss.losses.box import weighted_giou_loss
 from dynatss.losses.classification import focal_loss, quality_focal_loss, varifocal_loss
 from dynatss.losses.positives import (
     LossOutput,
+    Positives,
     assign_positives,
     average_over_processes,
     classification_targets,
@@ -31,7 +35,7 @@ from dynatss.losses.positives import (
     statistics,
     without_ignored,
 )
-from dynatss.losses.quality import centerness_targets, quality_loss
+from dynatss.losses.quality import candidate_iou_targets, centerness_targets, quality_loss
 from dynatss.model.outputs import HeadOutputs
 
 __all__ = ["DetectionCriterion", "LossOutput"]
@@ -44,6 +48,9 @@ class DetectionCriterion:
                  box_coder, quality: str) -> None:
         if quality not in ("centerness", "iou"):
             raise ValueError(f"quality must be 'centerness' or 'iou', got {quality!r}")
+        if loss_config.quality_targets == "candidates" and quality != "iou":
+            raise DynatssError("loss.quality_targets = candidates trains an IoU branch: it needs model.quality = iou "
+                               f"(got {quality})")
         self.assign_config = assign_config
         self.loss_config = loss_config
         self.num_classes = num_classes
@@ -77,9 +84,11 @@ class DetectionCriterion:
         loss_cls = without_ignored(self._classification(cls_logits, cls_targets), self.assign_config,
                                    anchors, batch, positives).sum() / num_pos
         if len(positives):
-            weight_sum = average_over_processes(quality_targets.sum()).clamp(min=1e-6)
-            loss_box = weighted_giou_loss(pos_boxes, target_boxes, quality_targets) / weight_sum
-            loss_quality = quality_loss(quality_logits[image_index, anchor_index], quality_targets) / num_pos
+            box_weights = quality_targets if self.loss_config.box_weighting == "quality" else \
+                torch.ones_like(quality_targets)
+            weight_sum = average_over_processes(box_weights.sum()).clamp(min=1e-6)
+            loss_box = weighted_giou_loss(pos_boxes, target_boxes, box_weights) / weight_sum
+            loss_quality = self._quality_loss(quality_logits, positives, quality_targets, pred_boxes, batch, num_pos)
         else:  # keep every output in the graph so that DDP sees all parameters used
             loss_box = box_deltas.sum() * 0.0
             loss_quality = quality_logits.sum() * 0.0
@@ -92,6 +101,20 @@ class DetectionCriterion:
                    "loss_quality": loss_quality.detach()},
             stats=statistics(positives, batch, pos_pred_ious),
         )
+
+    def _quality_loss(self, quality_logits: Tensor, positives: Positives, quality_targets: Tensor,
+                      pred_boxes: Tensor, batch: Batch, num_pos: Tensor) -> Tensor:
+        """Mean BCE of the quality branch: at the positives (the paper), or at every ATSS candidate
+        towards its predicted box's IoU (``loss.quality_targets=candidates``)."""
+        image_index, anchor_index = positives.image_index, positives.anchor_index
+        if self.loss_config.quality_targets == "positives":
+            return quality_loss(quality_logits[image_index, anchor_index], quality_targets) / num_pos
+        positive_ious = torch.full_like(quality_logits, -1.0).index_put((image_index, anchor_index), quality_targets)
+        targets = candidate_iou_targets(positives.assignment.candidates, pred_boxes, batch.gt_boxes.float(),
+                                        batch.gt_valid, positive_ious)  # [B, A], -1: not trained
+        trained = targets >= 0
+        count = average_over_processes(trained.sum().float()).clamp(min=1.0)
+        return quality_loss(quality_logits[trained], targets[trained]) / count
 
     def _classification(self, cls_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Element-wise classification loss [B, A, C] against hard (focal) or soft (QFL, VFL) targets."""

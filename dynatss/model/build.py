@@ -34,6 +34,9 @@ def _check(cfg: ModelConfig) -> None:
         raise DynatssError(f"model.num_classes must be >= 1, got {cfg.num_classes}")
     if not 0.0 < cfg.prior_prob < 1.0:
         raise DynatssError(f"model.prior_prob must be in (0, 1), got {cfg.prior_prob}")
+    if cfg.anchor_scales == "auto":
+        raise DynatssError("model.anchor_scales = auto is chosen from the training data by `train`; "
+                           "give the scale (e.g. [8.0]) to build a model without training it")
     if any(s <= 0 for s in cfg.anchor_scales) or any(r <= 0 for r in cfg.anchor_ratios):
         raise DynatssError("model.anchor_scales and model.anchor_ratios must be positive")
     if len(cfg.box_weights) != 4:

@@ -1,7 +1,8 @@
 """Inference post-processing: head outputs -> per-image detections in original image pixels.
 
-score = sigmoid(class logit) * sigmoid(quality logit) (ATSS ranks by class score x centerness;
-the paper's IoU branch plays the same role). Candidates are the (anchor, class) pairs whose
+score = sigmoid(class logit) * sigmoid(quality logit) ** ``quality_exponent`` (ATSS ranks by class
+score x centerness, the paper's IoU branch plays the same role; exponent 1 is the official product,
+0 ranks by the class probability alone). Candidates are the (anchor, class) pairs whose
 classification probability (``threshold_on="cls"``, the official ATSS / Dynamic ATSS rule) or
 score (``"score"``) exceeds ``score_threshold``; per level the ``pre_nms_topk`` best-scoring
 candidates are decoded, clipped to the resized image, and class-aware NMS keeps the best
@@ -44,7 +45,8 @@ def select_candidates(
     """
     num_classes = outputs.cls_logits.shape[-1]
     cls_probs = torch.sigmoid(outputs.cls_logits)  # [B, A, C]
-    scores = cls_probs * torch.sigmoid(outputs.quality_logits)[..., None]  # [B, A, C]
+    quality = torch.sigmoid(outputs.quality_logits)[..., None]  # [B, A, 1]
+    scores = cls_probs * (quality if cfg.quality_exponent == 1 else quality.pow(cfg.quality_exponent))  # [B, A, C]
     is_candidate = (cls_probs if cfg.threshold_on == "cls" else scores) > cfg.score_threshold  # [B, A, C]
     # Scores lie in [0, 1]: NOT_CANDIDATE ranks every non-candidate below every candidate.
     ranking = scores.masked_fill(~is_candidate, NOT_CANDIDATE)  # [B, A, C]

@@ -85,3 +85,19 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(synthetic_roo
 def test_schedule_values_that_cannot_work_are_rejected(override, tmp_path):
     with pytest.raises(DynatssError, match=override.split("=")[0]):
         train(load_config(None, [override, f"train.output_dir={tmp_path}"]))
+
+
+def test_anchors_and_schedule_resolved_from_the_data_are_what_the_run_saves(synthetic_root, tmp_path, capsys):
+    """anchor_scales auto and solver.epochs: train prints its choice and config.yaml holds the values used."""
+    run_dir = tmp_path / "run"
+    overrides = tiny_overrides(synthetic_root, run_dir) + [
+        "model.anchor_scales=auto", "solver.epochs=0.5", "solver.min_iter=0", "solver.step_fractions=[0.5]",
+    ]  # fmt: skip
+    result = train(load_config(None, overrides))
+    saved = load_config(run_dir / "config.yaml")
+    # 16 images x 0.5 epochs / batch 4 = 2 steps, rounded to the nearest 10 and at least 1 -> 1.
+    assert result.iteration == saved.solver.max_iter == 1 and saved.solver.steps == [0]
+    assert saved.model.anchor_scales in ([4.0], [8.0])
+    printed = capsys.readouterr().out
+    assert f"anchors: auto -> {saved.model.anchor_scales[0]:g} x stride" in printed
+    assert "schedule: 0.5 epochs of 16 images" in printed

@@ -22,7 +22,8 @@ NUM_CLASSES = 3
 
 def _config(**inference):
     overrides = ["model.pretrained=null", f"model.num_classes={NUM_CLASSES}", "model.fpn_channels=32",
-                 "model.head_convs=1", "model.head_channels=32", "data.size_divisibility=32"]
+                 "model.head_convs=1", "model.head_channels=32", "data.size_divisibility=32",
+                 "model.anchor_scales=[4.0]"]  # as train_peer resolves the recipe's "auto" from the data
     overrides += [f"inference.{key}={value}" for key, value in inference.items()]
     return load_config(BASE_CONFIG, overrides)
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torchvision.ops import box_iou, generalized_box_iou_loss
 
 from dynatss.assign import atss_assign
 from dynatss.config import AssignConfig, LossConfig
 from dynatss.data.batch import Batch
+from dynatss.errors import DynatssError
 from dynatss.losses.classification import quality_focal_loss
 from dynatss.losses.criterion import DetectionCriterion
+from dynatss.losses.quality import candidate_iou_targets
 from dynatss.model.box_coder import BoxCoder
 from dynatss.model.outputs import HeadOutputs
 from tests.assign.grids import make_anchors
@@ -130,3 +134,78 @@ def test_schedules_change_the_assignment_weights(scene):
     plain_atss = _criterion(mode="atss")
     # D_up at the very start weighs PIoU by 0: the same positives as plain ATSS.
     assert up(outputs, batch, 0.0).stats["num_pos"] == plain_atss(outputs, batch, 0.0).stats["num_pos"]
+
+
+def _loss_config(**kwargs) -> LossConfig:
+    return LossConfig(classification="qfl", **kwargs)
+
+
+def test_candidate_iou_targets_by_hand():
+    """Two anchors, one GT of 2 candidates (+ a padding GT): the positive keeps its own PIoU, the other
+    candidate gets its predicted box's IoU with the GT, a non-candidate stays untrained (-1)."""
+    pred_boxes = torch.tensor([[[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 5.0, 10.0], [50.0, 50.0, 60.0, 60.0]]])
+    gt_boxes = torch.tensor([[[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 1.0, 1.0]]])
+    gt_valid = torch.tensor([[True, False]])
+    candidates = torch.tensor([[[0, 1], [2, 2]]])  # the padding GT's candidates must not count
+    positive_ious = torch.tensor([[0.7, -1.0, -1.0]])  # anchor 0 is a positive with PIoU 0.7
+    targets = candidate_iou_targets(candidates, pred_boxes, gt_boxes, gt_valid, positive_ious)
+    torch.testing.assert_close(targets, torch.tensor([[0.7, 0.5, -1.0]]))
+
+
+def test_candidate_iou_targets_take_the_best_gt_of_a_shared_candidate():
+    pred_boxes = torch.tensor([[[0.0, 0.0, 10.0, 10.0]]])
+    gt_boxes = torch.tensor([[[0.0, 0.0, 10.0, 20.0], [0.0, 0.0, 10.0, 40.0]]])  # IoUs 0.5 and 0.25
+    candidates = torch.tensor([[[0], [0]]])
+    targets = candidate_iou_targets(candidates, pred_boxes, gt_boxes, torch.ones(1, 2, dtype=torch.bool),
+                                    torch.full((1, 1), -1.0))
+    torch.testing.assert_close(targets, torch.tensor([[0.5]]))
+
+
+def test_quality_targets_on_candidates_average_the_bce_over_every_candidate(scene):
+    anchors, counts, gt_boxes, gt_labels, gt_valid = scene
+    outputs = _outputs(anchors, counts, 1, seed=5)
+    batch = _batch(gt_boxes, gt_labels, gt_valid)
+    criterion = DetectionCriterion(AssignConfig(mode="dynamic"), _loss_config(quality_targets="candidates"),
+                                   num_classes=NUM_CLASSES, box_coder=BoxCoder(), quality="iou")
+    result = criterion(outputs, batch, progress=0.5)
+
+    pred = BoxCoder().decode(outputs.box_deltas.detach(), anchors)  # [1, A, 4]
+    assignment = atss_assign(anchors, counts, gt_boxes, gt_valid, pred)
+    best = torch.full((len(anchors),), -1.0)
+    for g in range(2):  # slow reference: a loop over GTs and their candidates
+        for anchor in assignment.candidates[0, g].tolist():
+            iou = box_iou(pred[0, anchor : anchor + 1], gt_boxes[0, g : g + 1]).item()
+            best[anchor] = max(best[anchor].item(), iou)
+    positive = assignment.positive[0]
+    best[positive] = assignment.pred_ious[0, positive]
+    trained = best >= 0
+    expected = F.binary_cross_entropy_with_logits(outputs.quality_logits[0, trained].detach(), best[trained])
+    assert trained.sum() > positive.sum() > 0
+    assert result.terms["loss_quality"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_quality_targets_on_candidates_need_an_iou_branch():
+    with pytest.raises(DynatssError, match="model.quality = iou"):
+        DetectionCriterion(AssignConfig(), _loss_config(quality_targets="candidates"), num_classes=NUM_CLASSES,
+                           box_coder=BoxCoder(), quality="centerness")
+
+
+def test_uniform_box_weighting_is_the_mean_giou_loss_of_the_positives(scene):
+    anchors, counts, gt_boxes, gt_labels, gt_valid = scene
+    outputs = _outputs(anchors, counts, 1, seed=7)
+    batch = _batch(gt_boxes, gt_labels, gt_valid)
+    uniform = DetectionCriterion(AssignConfig(mode="dynamic"), _loss_config(box_weighting="uniform"),
+                                 num_classes=NUM_CLASSES, box_coder=BoxCoder(), quality="iou")
+    weighted = _criterion()
+    coder = BoxCoder()
+    pred = coder.decode(outputs.box_deltas.detach(), anchors)
+    assignment = atss_assign(anchors, counts, gt_boxes, gt_valid, pred)
+    positive = assignment.positive[0]
+    targets = gt_boxes[0, assignment.gt_index[0, positive]]
+    giou = generalized_box_iou_loss(pred[0, positive], targets, reduction="none")  # [P]
+    piou = assignment.pred_ious[0, positive]
+    box_weight = LossConfig().box_weight
+    assert uniform(outputs, batch, 0.5).terms["loss_box"].item() == pytest.approx(
+        box_weight * giou.mean().item(), rel=1e-5)
+    assert weighted(outputs, batch, 0.5).terms["loss_box"].item() == pytest.approx(
+        box_weight * ((giou * piou).sum() / piou.sum()).item(), rel=1e-5)

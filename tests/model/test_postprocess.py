@@ -125,3 +125,20 @@ def test_official_rule_ranks_candidates_by_the_product():
     (result,) = run(outputs, InferenceConfig(pre_nms_topk=1, threshold_on="cls"))
     torch.testing.assert_close(result["boxes"], torch.tensor([FAR]))
     torch.testing.assert_close(result["scores"], torch.tensor([0.5 * 0.9]))
+
+
+def test_quality_exponent_weighs_the_quality_factor():
+    """score = cls x quality ** exponent: 1 the product, 0 cls alone, 0.5 the square root of quality."""
+    outputs = make_outputs([BOX, FAR], [{0: 0.6}, {0: 0.5}], [2])
+    outputs = outputs._replace(quality_logits=torch.tensor([[logit(0.25), logit(0.81)]]))
+    (product,) = run(outputs, InferenceConfig(quality_exponent=1.0))
+    (cls_alone,) = run(outputs, InferenceConfig(quality_exponent=0.0))
+    (root,) = run(outputs, InferenceConfig(quality_exponent=0.5))
+    # Product: FAR 0.5 x 0.81 = 0.405 ranks above BOX 0.6 x 0.25 = 0.15.
+    torch.testing.assert_close(product["scores"], torch.tensor([0.405, 0.15]))
+    torch.testing.assert_close(product["boxes"], torch.tensor([FAR, BOX]))
+    # cls alone: BOX first (0.6 > 0.5).
+    torch.testing.assert_close(cls_alone["scores"], torch.tensor([0.6, 0.5]))
+    torch.testing.assert_close(cls_alone["boxes"], torch.tensor([BOX, FAR]))
+    # Square root: FAR 0.5 x 0.9 = 0.45 above BOX 0.6 x 0.5 = 0.3.
+    torch.testing.assert_close(root["scores"], torch.tensor([0.45, 0.3]))
