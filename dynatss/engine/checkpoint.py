@@ -9,9 +9,9 @@ the dataset meta. Everything is stored as tensors / lists / numbers so that the 
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -107,13 +107,11 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     return atomic_write(path, lambda handle: torch.save(state, handle))
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    """Make ``target`` hold the same bytes as ``source``, atomically (hard link, else a copy)."""
+def _copy(source: Path, target: Path) -> None:
+    """Make ``target`` a copy of ``source``, atomically. A copy, not a hard link: damage to one file
+    (a truncation, a bad sector) must leave the other readable (issue 18)."""
     with atomic_path(target) as temporary:
-        try:
-            os.link(source, temporary)
-        except OSError:
-            temporary.write_bytes(source.read_bytes())
+        shutil.copyfile(source, temporary)
 
 
 def periodic_checkpoints(directory: str | Path) -> list[tuple[int, Path]]:
@@ -127,10 +125,12 @@ def periodic_checkpoints(directory: str | Path) -> list[tuple[int, Path]]:
 
 
 def save_periodic(state: dict[str, Any], directory: str | Path, *, keep_last: int) -> Path:
-    """Write ``model_{iter}.pth`` and ``last.pth``, then delete all but the newest ``keep_last``."""
+    """Write ``model_{iter}.pth`` and ``last.pth`` (its own copy), then delete all but the newest
+    ``keep_last`` periodic ones. A crash between the two leaves last.pth one period behind, which
+    ``--resume`` notices (it takes the newest readable checkpoint)."""
     directory = Path(directory)
     path = save_checkpoint(state, directory / PERIODIC_NAME.format(state["iter"]))
-    _link_or_copy(path, directory / LAST_NAME)
+    _copy(path, directory / LAST_NAME)
     for _, old in periodic_checkpoints(directory)[: -max(keep_last, 1)]:
         old.unlink(missing_ok=True)
     return path
