@@ -74,8 +74,15 @@ def _holder_description() -> str:
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "command": " ".join(["dynatss", *sys.argv[1:]])[:_COMMAND_CHARS],
+        "command": " ".join([_program(), *sys.argv[1:]])[:_COMMAND_CHARS],
     })  # fmt: skip
+
+
+def _program() -> str:
+    """``dynatss`` for the command line (its script, ``python -m dynatss``), else the script's name
+    (a Python program calling ``Detector.train``)."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    return "dynatss" if name in ("dynatss", "__main__.py", "-c") else name
 
 
 def describe_holder(lock_file: Path) -> str:

@@ -31,6 +31,19 @@ with RunDirLock(sys.argv[1]):
 """
 
 
+# `dynatss train` whose work is a long sleep: SIGTERM arrives while a command runs.
+SLEEPER = """
+import sys, time
+import dynatss.cli.train_cmd as train_cmd
+def sleep(args):
+    print("running", flush=True)
+    time.sleep(600)
+train_cmd._train = sleep
+from dynatss.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def _wait_for(condition, process, what, seconds=180):
     deadline = time.monotonic() + seconds
     while not condition():
@@ -127,3 +140,16 @@ def test_a_run_directory_is_locked_when_it_is_created(tmp_path):
             lock.hold(create=True)
         assert not lock.held and not (late / LOCK_FILE).exists()
     assert RunDirLock(run, enabled=False).__enter__().held is False  # torchrun ranks other than 0
+
+
+def test_sigterm_ends_a_command_with_one_line_and_status_143():
+    process = subprocess.Popen([sys.executable, "-c", SLEEPER, "train", "cfg.yaml"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert process.stdout.readline().strip() == "running"
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM
+    one_line_error(err, "dynatss train: terminated (SIGTERM)", "continue with --resume")
