@@ -10,7 +10,7 @@ Per batch:
      by 1), divided by the weights' sum, times box_weight (2.0, ATSS);
   5. quality: BCE of the quality branch against centerness (ATSS) or PIoU (the paper's IoU
      branch), averaged over the positives (``loss.quality_targets=candidates``: over every ATSS
-     candidate, towards the IoU of its predicted box).
+     candidate, towards the IoU of its predicted box; ``candidates_zero``: the rejected ones towards 0).
 Under DistributedDataParallel both normalisers are averaged over processes, as the official code.
 """
 
@@ -48,9 +48,9 @@ class DetectionCriterion:
                  box_coder, quality: str) -> None:
         if quality not in ("centerness", "iou"):
             raise ValueError(f"quality must be 'centerness' or 'iou', got {quality!r}")
-        if loss_config.quality_targets == "candidates" and quality != "iou":
-            raise DynatssError("loss.quality_targets = candidates trains an IoU branch: it needs model.quality = iou "
-                               f"(got {quality})")
+        if loss_config.quality_targets != "positives" and quality != "iou":
+            raise DynatssError(f"loss.quality_targets = {loss_config.quality_targets} trains an IoU branch: it needs "
+                               f"model.quality = iou (got {quality})")
         self.assign_config = assign_config
         self.loss_config = loss_config
         self.num_classes = num_classes
@@ -105,13 +105,14 @@ class DetectionCriterion:
     def _quality_loss(self, quality_logits: Tensor, positives: Positives, quality_targets: Tensor,
                       pred_boxes: Tensor, batch: Batch, num_pos: Tensor) -> Tensor:
         """Mean BCE of the quality branch: at the positives (the paper), or at every ATSS candidate
-        towards its predicted box's IoU (``loss.quality_targets=candidates``)."""
+        (``loss.quality_targets=candidates*``, :func:`candidate_iou_targets`)."""
         image_index, anchor_index = positives.image_index, positives.anchor_index
         if self.loss_config.quality_targets == "positives":
             return quality_loss(quality_logits[image_index, anchor_index], quality_targets) / num_pos
         positive_ious = torch.full_like(quality_logits, -1.0).index_put((image_index, anchor_index), quality_targets)
+        rejected = "zero" if self.loss_config.quality_targets == "candidates_zero" else "iou"
         targets = candidate_iou_targets(positives.assignment.candidates, pred_boxes, batch.gt_boxes.float(),
-                                        batch.gt_valid, positive_ious)  # [B, A], -1: not trained
+                                        batch.gt_valid, positive_ious, rejected=rejected)  # [B, A], -1: not trained
         trained = targets >= 0
         count = average_over_processes(trained.sum().float()).clamp(min=1.0)
         return quality_loss(quality_logits[trained], targets[trained]) / count
