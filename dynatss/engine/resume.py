@@ -38,6 +38,8 @@ RUN_CONTROL_KEYS = frozenset({
 # Requests that train resolves into max_iter and steps (issue 17): those are compared instead.
 SCHEDULE_REQUESTS = frozenset({"solver.epochs", "solver.min_iter", "solver.step_fractions"})
 MAX_ITER_KEY = "solver.max_iter"
+# Differences named in a refusal; the rest are counted (a whole other config is a long list).
+_SHOWN_CHANGES = 8
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,19 @@ def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _show(value: Any) -> str:
+    """A setting as it is written in YAML: ``null``, ``true``, ``[96]``, ``0.01``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _difference(key: str, old: Any, new: Any) -> str:
+    return f"{key} {_show(old)} -> {_show(new)}"
+
+
 def _same(key: str, saved: Any, new: Any) -> bool:
     if key == "data.root" and isinstance(saved, str) and isinstance(new, str):
         return Path(saved).resolve() == Path(new).resolve()  # runs of earlier versions saved it relative
@@ -108,7 +123,7 @@ def changed_settings(saved: Mapping[str, Any], cfg: Config) -> list[str]:
     old, new = _flatten(saved), _flatten(config_to_dict(cfg))
     skipped = RUN_CONTROL_KEYS | SCHEDULE_REQUESTS | {MAX_ITER_KEY}
     return [
-        f"{key} {old[key]} -> {value}"
+        _difference(key, old[key], value)
         for key, value in new.items()
         if key in old and key not in skipped and not _same(key, old[key], value)
     ]
@@ -160,8 +175,10 @@ def _check_settings(saved: Mapping[str, Any], cfg: Config, point: ResumePoint, r
     """Refuse other training settings, and a schedule shortened but not below the checkpoint."""
     changes = changed_settings(saved, cfg)
     if changes:
+        listed = ", ".join(changes[:_SHOWN_CHANGES]) + (
+            f" and {len(changes) - _SHOWN_CHANGES} more" if len(changes) > _SHOWN_CHANGES else "")
         raise DynatssError(
-            f"{run_dir}: --resume with other training settings than the run's ({', '.join(changes)}); "
+            f"{run_dir}: --resume with other training settings than the run's ({listed}); "
             "resume with the run's own (its config.yaml; solver.max_iter may grow), or train a new run "
             "(another --output-dir, or --overwrite)"
         )
@@ -172,10 +189,11 @@ def _check_settings(saved: Mapping[str, Any], cfg: Config, point: ResumePoint, r
             f"{run_dir}: --resume with solver.max_iter {saved_max_iter} -> {cfg.solver.max_iter}: a run's schedule "
             f"can only be extended (or end where it is, at iteration {point.iteration})"
         )
-    watched = [f"{key} {old[key]} -> {new[key]}" for key in sorted(RUN_CONTROL_KEYS - {"train.output_dir"})
+    watched = [_difference(key, old[key], new[key]) for key in sorted(RUN_CONTROL_KEYS - {"train.output_dir"})
                if key in old and old[key] != new[key]]  # fmt: skip
     if cfg.solver.max_iter > saved_max_iter:
-        watched.insert(0, f"{MAX_ITER_KEY} {saved_max_iter} -> {cfg.solver.max_iter} (extended; the schedule follows)")
+        extended = _difference(MAX_ITER_KEY, saved_max_iter, cfg.solver.max_iter)
+        watched.insert(0, f"{extended} (extended; the schedule follows)")
     if watched and cfg.solver.max_iter > point.iteration:
         say(f"resume: changed {', '.join(watched)}")
 
