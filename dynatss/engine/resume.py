@@ -174,15 +174,15 @@ def _check_settings(saved: Mapping[str, Any], cfg: Config, point: ResumePoint, r
                     say: Callable[[str], None]) -> None:  # fmt: skip
     """Refuse other training settings, and a schedule shortened but not below the checkpoint."""
     changes = changed_settings(saved, cfg)
+    old, new = _flatten(saved), _flatten(config_to_dict(cfg))
     if changes:
         listed = ", ".join(changes[:_SHOWN_CHANGES]) + (
             f" and {len(changes) - _SHOWN_CHANGES} more" if len(changes) > _SHOWN_CHANGES else "")
         raise DynatssError(
             f"{run_dir}: --resume with other training settings than the run's ({listed}); "
             "resume with the run's own (its config.yaml; solver.max_iter may grow), or train a new run "
-            "(another --output-dir, or --overwrite)"
+            f"(another --output-dir, or --overwrite){_epochs_hint(old, new)}"
         )
-    old, new = _flatten(saved), _flatten(config_to_dict(cfg))
     saved_max_iter = old.get(MAX_ITER_KEY, cfg.solver.max_iter)
     if point.iteration < cfg.solver.max_iter < saved_max_iter:
         raise DynatssError(
@@ -196,6 +196,15 @@ def _check_settings(saved: Mapping[str, Any], cfg: Config, point: ResumePoint, r
         watched.insert(0, f"{extended} (extended; the schedule follows)")
     if watched and cfg.solver.max_iter > point.iteration:
         say(f"resume: changed {', '.join(watched)}")
+
+
+def _epochs_hint(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """How to extend a schedule in epochs, when its decay steps are what moved: the steps are
+    fractions of max_iter, so more epochs would move the decays already passed (issue 17)."""
+    if old.get("solver.epochs") is None or old.get("solver.steps") == new.get("solver.steps"):
+        return ""
+    return (f"; to extend a schedule in epochs, give solver.epochs=null solver.max_iter=N "
+            f"solver.steps={_show(old['solver.steps']).replace(' ', '')}")  # fmt: skip
 
 
 def _restore(state: TrainState, point: ResumePoint) -> None:

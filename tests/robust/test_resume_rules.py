@@ -192,3 +192,23 @@ def test_resume_may_change_how_the_run_is_watched_and_records_it(run, run_cli):
     assert (saved["solver"]["max_iter"], saved["train"]["log_period"], saved["data"]["num_workers"]) == (7, 2, 1)
     assert torch.equal(load_checkpoint(run / "checkpoints" / "last.pth")["model"]["head.cls_logits.weight"],
                        load_checkpoint(run / "checkpoints" / "model_0000007.pth")["model"]["head.cls_logits.weight"])
+
+
+@pytest.mark.slow
+def test_a_schedule_in_epochs_resumes_with_the_same_command_and_extends_keeping_its_steps(base_run, tmp_path,
+                                                                                         run_cli):  # fmt: skip
+    data, run = base_run[0], tmp_path / "epochs"
+    # 2.5 epochs of 16 images at batch 4: 10 steps, decays at 2/3 and 8/9 of them (issue 17).
+    epochs = ["solver.epochs=2.5", "solver.min_iter=0", "train.eval_period=0", "train.checkpoint_period=10"]
+    assert run_cli(["train", "/dev/null", *overrides(data, run, *epochs)])[0] == 0
+    steps = yaml.safe_load((run / "config.yaml").read_text())["solver"]["steps"]
+    code, out, err = _resume(run_cli, data, run, *epochs)  # the same command: resolved alike, not refused
+    assert code == 0 and "complete at iteration 10" in out, err
+    code, _, err = _resume(run_cli, data, run, *epochs, "solver.epochs=5")
+    assert code == 2
+    written = str(steps).replace(" ", "")  # [7,9]: one command-line argument
+    one_line_error(err, "solver.steps", f"solver.epochs=null solver.max_iter=N solver.steps={written}")
+    extend = ["solver.epochs=null", "solver.max_iter=11", f"solver.steps={written}"]
+    code, out, err = _resume(run_cli, data, run, *epochs, *extend)
+    assert code == 0 and "at iteration 10" in out, err
+    assert load_checkpoint(run / "checkpoints" / "last.pth")["iter"] == 11
