@@ -71,7 +71,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("config", help="YAML config file (configs/*.yaml)")
     train.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     train.add_argument("--output-dir", help="run directory (default: train.output_dir)")
-    train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pth")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in RUN_DIR from its newest readable checkpoint, with its own settings")
     train.add_argument("--overwrite", action="store_true",
                        help="delete the run already in RUN_DIR (config, metrics, checkpoints, logs) and start anew")
     train.set_defaults(func=_train)
