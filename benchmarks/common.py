@@ -3,8 +3,9 @@
 Two clocks per measurement on the CPU: wall time (what a user waits) and the process's CPU time
 (``time.process_time``). With one intra-op thread the CPU time is what the step would take on an
 idle core, so it stays comparable while other jobs share the machine; wall time on a busy machine
-also counts the time the process waited for a core. On CUDA only wall time (after a synchronize)
-means anything.
+also counts the time the process waited for a core. On CUDA only wall time means anything: a whole
+call is timed after a synchronize (:class:`Stopwatch`), a part of a step between two CUDA events
+(:class:`EventStopwatch`), since a synchronize inside the step would change what is timed.
 """
 
 from __future__ import annotations
@@ -23,14 +24,32 @@ BCCD_NUM_CLASSES = 3
 
 @dataclass
 class Timings:
-    """Per-call seconds on both clocks (CPU time is meaningless on CUDA and left empty there)."""
+    """Per-call seconds on both clocks (CPU time is meaningless on CUDA and left empty there).
+
+    ``events`` holds (start, end) CUDA event pairs not read yet: they become wall seconds when the
+    timings are read, so that recording them never waits for the GPU.
+    """
 
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = field(default_factory=list)
 
     def median(self, clock: str) -> float:
+        self.read_events()
         values = self.wall if clock == "wall" else self.cpu
         return statistics.median(values) if values else float("nan")
+
+    def read_events(self) -> None:
+        """Elapsed time of every recorded event pair into ``wall`` (waits for the last to complete)."""
+        for start, end in self.events:
+            end.synchronize()
+            self.wall.append(start.elapsed_time(end) / 1000)  # elapsed_time is in ms
+        self.events.clear()
+
+    def clear(self) -> None:
+        self.wall.clear()
+        self.cpu.clear()
+        self.events.clear()
 
 
 class Stopwatch:
@@ -49,6 +68,27 @@ class Stopwatch:
         self.timings.wall.append(time.perf_counter() - self.wall)
         if self.device.type == "cpu":
             self.timings.cpu.append(time.process_time() - self.cpu)
+
+
+class EventStopwatch(Stopwatch):
+    """For a part of a step (the criterion inside a training step): times its block without a host-
+    device sync. On CUDA two events on the current stream bracket the block and ``timings`` reads
+    them later: the GPU's own time from reaching the block to finishing it, launch gaps included.
+    On the CPU it is :class:`Stopwatch` (whose synchronize is a no-op there)."""
+
+    def __enter__(self) -> EventStopwatch:
+        if self.device.type != "cuda":
+            return super().__enter__()
+        self.start = torch.cuda.Event(enable_timing=True)
+        self.start.record()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type != "cuda":
+            return super().__exit__(*exc)
+        end = torch.cuda.Event(enable_timing=True)
+        end.record()
+        self.timings.events.append((self.start, end))
 
 
 def synchronize(device: torch.device) -> None:

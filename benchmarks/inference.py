@@ -98,13 +98,15 @@ def eager_detect(model: nn.Module, cfg: Config, device: torch.device) -> Detect:
     return run
 
 
-def onnx_detect(model: nn.Module, cfg: Config, meta: DatasetMeta, threads: int, path: Path) -> Detect:
-    """``model`` exported with its metadata and run by dynatss's ONNX backend (what Detector runs)."""
+def onnx_detect(model: nn.Module, cfg: Config, meta: DatasetMeta, threads: int, path: Path,
+                device: torch.device = torch.device("cpu")) -> Detect:
+    """``model`` exported with its metadata and run by dynatss's ONNX backend (what Detector runs);
+    ``device`` cuda asks for onnxruntime's CUDA provider, used when installed (else its CPU one)."""
     export_onnx(model, path, inference_cfg=cfg.inference, metadata=onnx_metadata(cfg.data, cfg.inference, meta, __version__))
-    backend = OnnxBackend(path, device=torch.device("cpu"), threads=threads)
+    backend = OnnxBackend(path, device=device, threads=threads)
 
     def run(images: list[Tensor]) -> list[dict[str, Tensor]]:
-        return backend.detect(images)  # the threshold exported in the metadata: cfg.inference
+        return backend.detect(images)  # every detection of the exported rule (cfg.inference), as eager_detect
 
     return run
 

@@ -92,33 +92,59 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
     Prefer :func:`atomic_write` (the writer gets an open file, so a full disk reports ENOSPC).
     """
-    path = Path(path)
-    _make_parent(path)
-    temporary = temporary_path(path)
-    try:
+    with atomic_paths(path) as (temporary,):
         yield temporary
-        _finish(temporary, path)
+
+
+@contextlib.contextmanager
+def atomic_paths(*paths: str | Path) -> Iterator[list[Path]]:
+    """:func:`atomic_path` for files that belong together (a safetensors export and its ``.json``).
+
+    Yields one temporary beside each path. Only once every one of them is written are they renamed
+    onto their paths, in the order given (put first the file that can tell a stale partner: issue
+    18); a failure while writing any of them removes them all and leaves every path as it was.
+    """
+    paths = [Path(path) for path in paths]
+    for path in paths:
+        _make_parent(path)
+    temporaries = [temporary_path(path) for path in paths]
+    where = str(paths[0]) + "".join(f" (and {path.name})" for path in paths[1:])
+    try:
+        yield temporaries
+        for temporary, path in zip(temporaries, paths):
+            _finish(temporary, path)
     except OSError as error:
-        failure = _write_error(path, error, path.parent)
-        temporary.unlink(missing_ok=True)
+        failure = _write_error(Path(where), error, paths[0].parent)
+        _remove(temporaries)
         raise failure from None
     except RuntimeError:  # path-based writers (torch, safetensors) report I/O this way
-        full = _disk_is_full(path.parent)
-        temporary.unlink(missing_ok=True)
+        full = _disk_is_full(paths[0].parent)
+        _remove(temporaries)
         if full:
-            raise DynatssError(f"{path}: cannot write (No space left on device)") from None
+            raise DynatssError(f"{where}: cannot write (No space left on device)") from None
         raise
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        _remove(temporaries)
         raise
+
+
+def _remove(temporaries: list[Path]) -> None:
+    for temporary in temporaries:
+        temporary.unlink(missing_ok=True)
+
+
+def write_into(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write(file)`` on ``path`` opened for writing (created with the normal mode): the
+    writer behind :func:`atomic_write`, for the temporaries of :func:`atomic_paths`."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    with os.fdopen(descriptor, "wb") as handle:
+        write(handle)
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     """Call ``write(file)`` on a new temporary file beside ``path``, then rename it onto ``path``."""
     with atomic_path(path) as temporary:
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
+        write_into(temporary, write)
     return Path(path)
 
 

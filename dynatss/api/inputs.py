@@ -2,11 +2,14 @@
 
 Sources: an image file, a folder (its images and videos, sorted, not recursive), a glob pattern
 (``"imgs/*.jpg"``), a video file (every frame), in-memory images, or a list of any of these. A
-file is decoded like training data (dynatss.data.decode: EXIF orientation, the pixel limit).
-In-memory images are taken as they are: a PIL image in any mode (converted to RGB), a numpy
-``[H, W, 3]`` (or ``[H, W]``, ``[H, W, 4]``) uint8 array in RGB order (OpenCV's BGR must be flipped
-first), a torch ``[3, H, W]`` uint8 tensor or a float one in 0..1 (torchvision's convention). A
-``[B, 3, H, W]`` tensor is B images.
+file is decoded like training data (dynatss.data.decode: EXIF orientation, the pixel limit). PIL
+images and numpy arrays go through that decoder's own conversion (dynatss.data.decode.rgb_from_pil
+/ rgb_from_array), so they give the pixels their file would: a PIL image in any mode (16-bit
+``I;16``, ``I``, ``F``, palette, gray + alpha, CMYK, ...), a numpy ``[H, W, 3]`` (or ``[H, W]``,
+``[H, W, 4]``) array of any integer depth in RGB order (OpenCV's BGR must be flipped first). A torch
+``[3, H, W]`` uint8 tensor or a float one in 0..1 (torchvision's convention) is taken as it is; a
+``[B, 3, H, W]`` tensor is B images. In-memory images are taken as they are stored: no EXIF
+orientation is applied to them.
 
 Images are read one at a time, as they are reached (:func:`iter_inputs`): a long video or a large
 folder never sits in memory whole. An input that cannot be read becomes an :class:`InputImage`
@@ -27,6 +30,7 @@ from torch import Tensor
 
 from dynatss.api.video import import_av, is_video, read_frames
 from dynatss.config import DEFAULT_MAX_IMAGE_PIXELS
+from dynatss.data.decode import rgb_from_array, rgb_from_pil
 from dynatss.data.transforms import load_image
 from dynatss.errors import DynatssError
 
@@ -120,16 +124,14 @@ def _checked(image: Tensor, where: str) -> Tensor:
 def as_image(item: ImageInput, position: int = 0) -> Tensor:
     """One in-memory image as ``[3, H, W]`` uint8 RGB on the CPU."""
     if isinstance(item, np.ndarray):
-        return _from_array(item, position)
+        return rgb_from_array(item, what=f"input {position}")
     if isinstance(item, Tensor):
         return _from_tensor(item, position)
     if _is_pil(item):
-        from torchvision.transforms.v2.functional import pil_to_tensor
-
-        return pil_to_tensor(item.convert("RGB"))
+        return rgb_from_pil(item, what=f"input {position}")
     raise DynatssError(
         f"input {position}: cannot read a {type(item).__name__} (expected a path, a folder, a glob, a video, "
-        "a PIL image, a numpy HxWx3 uint8 array or a torch 3xHxW tensor)"
+        "a PIL image, a numpy HxWx3 array or a torch 3xHxW tensor)"
     )
 
 
@@ -139,17 +141,6 @@ def _is_pil(item: Any) -> bool:
     except ImportError:  # pragma: no cover - pillow is a dependency
         return False
     return isinstance(item, Image.Image)
-
-
-def _from_array(array: np.ndarray, position: int) -> Tensor:
-    """numpy [H, W, 3|4] or [H, W] uint8 (RGB order) -> [3, H, W] uint8."""
-    if array.dtype != np.uint8:
-        raise DynatssError(f"input {position}: numpy images must be uint8 (0..255), got {array.dtype}")
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], RGB_CHANNELS, axis=-1)
-    if array.ndim != 3 or array.shape[-1] not in (RGB_CHANNELS, RGB_CHANNELS + 1):
-        raise DynatssError(f"input {position}: numpy images must be HxWx3 (RGB), got shape {array.shape}")
-    return torch.from_numpy(np.ascontiguousarray(array[..., :RGB_CHANNELS])).permute(2, 0, 1).contiguous()
 
 
 def _from_tensor(tensor: Tensor, position: int) -> Tensor:

@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--strict", action="store_true", help="exit 1 on warnings too (default: on errors)")
     check.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                        help=f"refuse images with more pixels (default: {DEFAULT_MAX_PIXELS})")
+    check.add_argument("--cache", action=argparse.BooleanOptionalAction, default=False,
+                       help="trust the image-scan cache for files whose size and time are unchanged "
+                       "(default --no-cache: decode every image afresh, and refresh the cache for train)")
     check.set_defaults(func=run_check)
 
 
@@ -58,7 +61,8 @@ def run_check(args: argparse.Namespace) -> int:
     fmt = args.format or detect_format(args.path)
     splits = args.split or list_splits(fmt, args.path)
     result = check_dataset(
-        fmt, args.path, splits, class_names=_classes(args.classes), strict=args.strict, max_pixels=args.max_pixels
+        fmt, args.path, splits, class_names=_classes(args.classes), strict=args.strict, max_pixels=args.max_pixels,
+        use_cache=args.cache,
     )
     print(f"{args.path} ({fmt})")
     print("\n".join(result.lines))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dynatss.errors import DynatssError
+from dynatss.errors import DynatssError, Terminated, raise_on_sigterm
 from dynatss.version import __version__
 
 from . import assign_cmd, data_cmd, eval_cmd, export_cmd, predict_cmd, report_cmd, train_cmd
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    raise_on_sigterm()
     try:
         result = args.func(args)
     except DynatssError as error:
@@ -56,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dynatss {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        kept = "; the last checkpoint is kept (continue with --resume)" if args.command == "train" else ""
+        print(f"dynatss {args.command}: terminated (SIGTERM){kept}", file=sys.stderr)
+        return 128 + Terminated.SIGNAL
     return int(result or 0)
 
 

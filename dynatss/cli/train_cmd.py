@@ -28,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("config", help="YAML config file (configs/*.yaml)")
     parser.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     parser.add_argument("--output-dir", help="run directory (default: train.output_dir)")
-    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pth")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in RUN_DIR from its newest readable checkpoint, with its own settings")
     parser.add_argument("--overwrite", action="store_true",
                         help="delete the run already in RUN_DIR (config, metrics, checkpoints, logs) and start anew")
     parser.set_defaults(func=run_train)

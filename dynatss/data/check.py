@@ -70,14 +70,22 @@ def check_dataset(
     class_names: list[str] | None = None,
     strict: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    use_cache: bool = False,
 ) -> CheckResult:
-    """Read every split with ``verify=True``; collect summary lines and every problem (once)."""
+    """Read every split with ``verify=True``; collect summary lines and every problem (once).
+
+    Every image is decoded afresh unless ``use_cache``: the scan cache knows a file by its size and
+    modification time, which damage in place (bit rot, a restore that keeps the time) leaves as
+    they were; the fresh verdicts are cached for ``train``.
+    """
     lines: list[str] = []
     seen: set[str] = set()
     errors = warnings = 0
     boxes = 0
     for split in splits:
-        read = read_dataset(fmt, root, split, class_names=class_names, verify=True, max_pixels=max_pixels)
+        read = read_dataset(
+            fmt, root, split, class_names=class_names, verify=True, max_pixels=max_pixels, use_cache=use_cache
+        )
         lines += summarize(split, read)
         boxes += sum(int((~r.ignore).sum()) for r in read.records)
         problems = [*read.problems, *split_problems(Path(root), split, read)]

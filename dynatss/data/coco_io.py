@@ -49,7 +49,12 @@ def coco_splits(root: Path) -> list[str]:
 
 
 def read_coco(
-    root: str | Path, split: str, *, verify: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
+    root: str | Path,
+    split: str,
+    *,
+    verify: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    use_cache: bool = True,
 ) -> tuple[list[ImageRecord], DatasetMeta, list[Problem]]:
     """Read one COCO split; bad images/objects are dropped and reported as problems."""
     root = Path(root)
@@ -108,7 +113,9 @@ def read_coco(
                 what=f"{what} ({meta.class_names[label]})",
             )
         )
-    records, more = build_records(raw_list, root=root, verify=verify, max_pixels=max_pixels)
+    records, more = build_records(
+        raw_list, root=root, verify=verify, max_pixels=max_pixels, use_cache=use_cache
+    )
     return records, meta, problems + more
 
 

@@ -42,17 +42,19 @@ def read_dataset(
     class_names: list[str] | None = None,
     verify: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    use_cache: bool = True,
 ) -> DatasetRead:
     """Read split ``split`` of the dataset at ``root`` in format ``fmt`` ("coco", "voc", "yolo").
 
     ``class_names`` fixes the VOC class list (else: sorted names found in the annotations).
-    ``verify`` fully decodes every image (``data check`` and ``train``; cached, see scan.py), else
-    headers only. Images over ``max_pixels`` pixels are refused (a problem each).
+    ``verify`` fully decodes every image (``data check`` and ``train``; cached, see scan.py, unless
+    ``use_cache`` is false), else headers only. Images over ``max_pixels`` pixels are refused (a
+    problem each).
     """
     root = Path(root)
     if not root.is_dir() and not (fmt == "yolo" and find_data_yaml(root)):  # YOLO: data.yaml itself too
         raise DynatssError(f"{root}: dataset folder not found")
-    options = {"verify": verify, "max_pixels": max_pixels}
+    options = {"verify": verify, "max_pixels": max_pixels, "use_cache": use_cache}
     if fmt == "coco":
         records, meta, problems = read_coco(root, split, **options)
     elif fmt == "voc":

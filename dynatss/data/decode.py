@@ -14,6 +14,9 @@ everywhere:
   PNG pixels are identical either way (lossless), and PIL was measured within ~10% of torchvision's
   PNG speed. 16-bit samples keep their high byte (``v >> 8``, also torchvision's
   ``to_dtype(uint8, scale=True)``) rather than wrapping around; float samples are clipped to 0..255.
+- :func:`rgb_from_pil` and :func:`rgb_from_array` are that conversion for images already in memory
+  (``Detector.predict`` takes PIL images and numpy arrays): a PIL image of any mode and a numpy
+  array of any integer depth become exactly the pixels their file would (issue 18).
 
 Failures raise :class:`ImageError`, a one-line :class:`DynatssError` naming the file.
 """
@@ -45,6 +48,9 @@ _TORCHVISION_FORMATS = ("JPEG", "MPO")
 # PIL modes of 16-bit integer samples (32-bit "I" holds them too) and of float samples.
 _INT16_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _FLOAT_MODE = "F"
+_MAX_16_BIT = 65535
+# Channel counts of an in-memory array: gray, gray + alpha, RGB, RGBA.
+_GRAY, _GRAY_ALPHA, _RGB, _RGBA = 1, 2, 3, 4
 
 
 class ImageError(DynatssError):
@@ -152,13 +158,49 @@ def _decode_pil(path: Path) -> Tensor:
             image = ImageOps.exif_transpose(opened) if early_exif else opened
     except (OSError, ValueError, SyntaxError, TypeError, EOFError, Image.DecompressionBombError) as error:
         raise ImageError(path, f"cannot decode image ({error or type(error).__name__})") from None
-    if image.mode in (*_INT16_MODES, _FLOAT_MODE):
-        values = np.asarray(image)  # [H, W]
+    return rgb_from_pil(image, what=str(path))
+
+
+def rgb_from_pil(image: Image.Image, *, what: str = "image") -> Tensor:
+    """uint8 RGB ``[3, H, W]`` from a PIL image of any mode, as a file holding it is decoded.
+
+    16-bit and 32-bit integer samples (``I;16*``, ``I``) keep their high byte, float samples (``F``)
+    are clipped to 0..255; every other mode (palette, gray, gray + alpha, RGBA, CMYK, bilevel) is
+    PIL's own conversion to RGB, alpha dropped. A lazily opened image that cannot be read (a
+    truncated file) is a DynatssError naming ``what``.
+    """
+    try:
         if image.mode == _FLOAT_MODE:
-            gray = np.clip(np.nan_to_num(values), 0, 255).astype(np.uint8)
-        else:  # the high byte, as torchvision's to_dtype(uint8, scale=True) for 16-bit PNGs
-            gray = (np.clip(values.astype(np.int64), 0, 65535) >> 8).astype(np.uint8)
-        array = np.repeat(gray[:, :, None], 3, axis=2)  # [H, W, 3]
-    else:
-        array = np.asarray(image.convert("RGB"))  # [H, W, 3]; palette, gray, CMYK, alpha dropped
-    return torch.from_numpy(np.array(array, dtype=np.uint8)).permute(2, 0, 1)  # [3, H, W], a writable copy
+            values = np.asarray(image)  # [H, W] float32
+            return rgb_from_array(np.clip(np.nan_to_num(values), 0, 255).astype(np.uint8), what=what)
+        if image.mode in _INT16_MODES:
+            return rgb_from_array(np.asarray(image), what=what)  # [H, W] uint16 / int32
+        return rgb_from_array(np.asarray(image.convert("RGB")), what=what)  # [H, W, 3] uint8
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise DynatssError(f"{what}: cannot read the PIL image ({error or type(error).__name__})") from None
+
+
+def rgb_from_array(array: np.ndarray, *, what: str = "image") -> Tensor:
+    """uint8 RGB ``[3, H, W]`` from a numpy ``[H, W]`` or ``[H, W, 1 | 2 | 3 | 4]`` array (RGB order).
+
+    uint8 samples are taken as they are; wider integer samples are 16-bit ones (what PNG and TIFF
+    hold, and PIL's ``I`` mode stores): clipped to 0..65535, high byte kept; bool is 0 or 255. Gray
+    is repeated into three channels, a second or fourth (alpha) channel dropped. Anything else
+    (floats, whose range is a guess, other shapes) is a DynatssError naming ``what``.
+    """
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype.kind in "iu" and array.dtype != np.uint8:
+        array = (np.clip(array.astype(np.int64), 0, _MAX_16_BIT) >> 8).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        raise DynatssError(
+            f"{what}: numpy images must be uint8 (0..255) or another integer type (16-bit samples), got {array.dtype}"
+        )
+    if array.ndim == 3 and array.shape[-1] in (_GRAY, _GRAY_ALPHA):
+        array = array[..., 0]
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], _RGB, axis=-1)
+    if array.ndim != 3 or array.shape[-1] not in (_RGB, _RGBA):
+        raise DynatssError(f"{what}: numpy images must be HxW, HxWx3 (RGB) or HxWx4, got shape {array.shape}")
+    # [H, W, 3] -> [3, H, W], a writable copy (the array may be a view of a PIL image or the caller's)
+    return torch.from_numpy(np.array(array[..., :_RGB], dtype=np.uint8)).permute(2, 0, 1)

@@ -9,6 +9,15 @@ size, modification time and the pixel limit: a restart, a second run on the same
 ``data check`` followed by ``train`` decodes only new or changed files. The cache directory is
 ``$DYNATSS_CACHE_DIR``, else ``$XDG_CACHE_HOME/dynatss``, else ``~/.cache/dynatss``; when it cannot
 be written the scan simply is not cached.
+
+The cache is checked, never trusted blindly (issue 18): it holds only successes, as
+``[fingerprint, [width, height]]``, and an entry is used only when its fingerprint is the file's as
+it is now and its size is the one the file's header gives now (headers are read on every scan:
+they are cheap, decoding is not). Anything else (another type, a size of 1 x 1, a damaged cache
+file) is decoded again, and so is every file that failed before (there are few, and one may have
+been repaired in place).
+``use_cache=False`` decodes every file afresh (``data check`` by default: damage in place keeps the
+size and time the cache knows a file by) and stores the fresh verdicts.
 """
 
 from __future__ import annotations
@@ -24,8 +33,9 @@ from dynatss.atomic import atomic_write_text
 from dynatss.data.decode import DEFAULT_MAX_PIXELS, ImageError, decode_image, read_header
 from dynatss.errors import DynatssError
 
-# Bump when the decoder's verdicts change, so old cache entries are not trusted.
-SCAN_VERSION = 1
+# Bump when the decoder's verdicts or the cache's layout change, so old entries are not trusted
+# (2: successes only, checked against the header; issue 18).
+SCAN_VERSION = 2
 # Header reads and decodes are partly I/O bound; a few threads hide file-system latency.
 _THREADS = 8
 ImageSize = tuple[int, int]  # (width, height) as displayed
@@ -88,25 +98,55 @@ def _read_cache(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _is_size(value: Any) -> bool:
+    """A (width, height) as the scan stores it: two integers of at least one pixel."""
+    return (
+        isinstance(value, list) and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+    )  # fmt: skip
+
+
+def _cached_size(entry: Any, fingerprint: list[int] | None, header: ImageSize) -> ImageSize | None:
+    """``header`` if ``entry`` says that this file, as it is now, decoded whole at that size; None
+    (decode it again) for an entry of another file version, of another type or of another size."""
+    valid = (
+        fingerprint is not None and isinstance(entry, list) and len(entry) == 2 and entry[0] == fingerprint
+        and _is_size(entry[1]) and tuple(entry[1]) == header
+    )  # fmt: skip
+    return header if valid else None
+
+
 def scan_images(
-    paths: list[Path], *, root: Path | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+    paths: list[Path],
+    *,
+    root: Path | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    use_cache: bool = True,
 ) -> list[ImageSize | str]:
-    """Fully decode every image (cached per dataset ``root``); (width, height) or the reason it failed."""
+    """Fully decode every image (cached per dataset ``root``); (width, height) or the reason it failed.
+
+    A file whose header cannot be read is not decoded (the header's reason is its verdict). With
+    ``use_cache`` false every other file is decoded, and the successes are cached anyway.
+    """
     cache_path = _cache_file(root) if root is not None else None
     cache = _read_cache(cache_path) if cache_path is not None else {}
     keys = [str(path.resolve()) for path in paths]
     fingerprints = [_fingerprint(path, max_pixels) for path in paths]
-    results: list[ImageSize | str | None] = []
-    for key, fingerprint in zip(keys, fingerprints):
-        entry = cache.get(key)
-        hit = fingerprint is not None and isinstance(entry, list) and len(entry) == 2 and entry[0] == fingerprint
-        results.append((tuple(entry[1]) if isinstance(entry[1], list) else entry[1]) if hit else None)
-    missing = [i for i, result in enumerate(results) if result is None]
+    results: list[ImageSize | str | None] = list(header_sizes(paths, max_pixels=max_pixels))
+    missing = []
+    for i, header in enumerate(results):
+        if isinstance(header, str):
+            continue
+        cached = _cached_size(cache.get(keys[i]), fingerprints[i], header) if use_cache else None
+        if cached is None:
+            missing.append(i)
+        results[i] = cached
     decoded = _in_parallel(lambda path: _decoded_size(path, max_pixels), [paths[i] for i in missing])
     for i, result in zip(missing, decoded):
         results[i] = result
-        if fingerprints[i] is not None:
-            cache[keys[i]] = [fingerprints[i], list(result) if isinstance(result, tuple) else result]
+        cache.pop(keys[i], None)
+        if fingerprints[i] is not None and not isinstance(result, str):
+            cache[keys[i]] = [fingerprints[i], list(result)]
     if cache_path is not None and missing:
         try:
             atomic_write_text(cache_path, json.dumps(cache))

@@ -54,15 +54,21 @@ class RawImage:
 
 
 def build_records(
-    raws: list[RawImage], *, root: Path, verify: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
+    raws: list[RawImage],
+    *,
+    root: Path,
+    verify: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    use_cache: bool = True,
 ) -> tuple[list[ImageRecord], list[Problem]]:
     """Check ``raws`` (images of the dataset at ``root``); return the clean records and the problems.
 
     An image, symbolic links followed, must lie inside ``root`` or inside the folder its entry names
     (a YOLO data.yaml may list split folders elsewhere).
 
-    ``verify`` decodes every image fully (``data check``, ``train``; cached, see scan.py), otherwise
-    only headers are read. Images over ``max_pixels`` pixels are refused either way.
+    ``verify`` decodes every image fully (``data check``, ``train``; cached, see scan.py; without
+    ``use_cache`` every image is decoded afresh), otherwise only headers are read. Images over
+    ``max_pixels`` pixels are refused either way.
     """
     problems: list[Problem] = []
     seen_ids: set[int] = set()
@@ -89,7 +95,7 @@ def build_records(
 
     paths = [path for _, path in located]
     if verify:
-        sizes = scan_images(paths, root=root, max_pixels=max_pixels)
+        sizes = scan_images(paths, root=root, max_pixels=max_pixels, use_cache=use_cache)
     else:
         sizes = header_sizes(paths, max_pixels=max_pixels)
     records = []

@@ -36,6 +36,7 @@ def read_voc(
     class_names: list[str] | None = None,
     verify: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    use_cache: bool = True,
 ) -> tuple[list[ImageRecord], DatasetMeta, list[Problem]]:
     root = Path(root)
     split_file = root / "ImageSets" / "Main" / f"{split}.txt"
@@ -48,12 +49,9 @@ def read_voc(
     problems: list[Problem] = []
     parsed = [(file_id, _parse_xml(root, file_id, problems)) for file_id in ids]
     if class_names is None:
-        class_names = _all_class_names(root)
-    if not class_names:
-        raise DynatssError(
-            f"{root / 'Annotations'}: no object names in any annotation file; a detector needs at least "
-            "one class (or pass --classes)"
-        )
+        class_names = _all_class_names(root, problems)
+    elif not class_names:
+        raise DynatssError(f"{root}: an empty list of class names; a detector needs at least one class")
     meta = DatasetMeta(class_names=tuple(class_names), category_ids=tuple(range(1, len(class_names) + 1)))
     label_of = {name: label for label, name in enumerate(class_names)}
     raws = []
@@ -74,7 +72,9 @@ def read_voc(
             if parsed_obj is not None:
                 raw.objects.append(parsed_obj)
         raws.append(raw)
-    records, more = build_records(raws, root=root, verify=verify, max_pixels=max_pixels)
+    records, more = build_records(
+        raws, root=root, verify=verify, max_pixels=max_pixels, use_cache=use_cache
+    )
     return records, meta, problems + more
 
 
@@ -90,28 +90,44 @@ def _parse_xml(root: Path, file_id: str, problems: list[Problem]) -> ET.Element 
             Problem(xml_path, f"symbolic link to {xml_path.resolve()}, outside the dataset root; not read")
         )
         return None
+    tree = _read_xml(xml_path)
+    if isinstance(tree, str):
+        problems.append(Problem(xml_path, f"{tree}; image skipped"))
+        return None
+    return tree
+
+
+def _read_xml(xml_path: Path) -> ET.Element | str:
+    """The root element of an annotation file, or why it cannot be read (one phrase)."""
     try:
         return ET.parse(xml_path).getroot()
     except FileNotFoundError:
-        problems.append(Problem(xml_path, "annotation file not found; image skipped"))
+        return "annotation file not found"
     except ET.ParseError as error:
-        problems.append(Problem(xml_path, f"not valid XML ({error}); image skipped"))
+        return f"not valid XML ({error})"
     except (OSError, UnicodeDecodeError) as error:
-        problems.append(Problem(xml_path, f"cannot read the annotation file ({error}); image skipped"))
-    return None
+        return f"cannot read the annotation file ({error})"
 
 
-def _all_class_names(root: Path) -> list[str]:
+def _all_class_names(root: Path, problems: list[Problem]) -> list[str]:
+    """The sorted object names of every annotation file. None at all is a one-line error naming the
+    first of the split's unreadable annotation files (``problems``) when there is one: it is the
+    likely cause, and the error ends the read before the problems are listed."""
     names: set[str] = set()
     for xml_path in (root / "Annotations").glob("*.xml"):
         if not resolves_inside(xml_path, root):
             continue  # reported when its split is read
-        try:
-            tree = ET.parse(xml_path).getroot()
-        except (ET.ParseError, OSError, UnicodeDecodeError):
-            continue  # reported when its split is read
-        names.update((obj.findtext("name") or "").strip() for obj in tree.findall("object"))
+        tree = _read_xml(xml_path)
+        if not isinstance(tree, str):  # an unreadable file is reported when its split is read
+            names.update((obj.findtext("name") or "").strip() for obj in tree.findall("object"))
     names.discard("")
+    if not names:
+        cause = next((str(problem.path) + ": " + problem.message for problem in problems), None)
+        because = f"{cause.removesuffix('; image skipped')}; and " if cause else f"{root / 'Annotations'}: "
+        raise DynatssError(
+            f"{because}no object names in any annotation file; a detector needs at least one class "
+            "(or pass --classes)"
+        )
     return sorted(names)
 
 

@@ -14,6 +14,7 @@ Labels sit where ultralytics looks: the image path with its last ``images`` fold
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,7 @@ def read_data_yaml(root: str | Path) -> DataYaml:
     if file is None:
         raise DynatssError(f"{root / DATA_YAML_NAMES[0]}: YOLO data.yaml not found")
     try:
-        data = yaml.safe_load(file.read_text())
+        data = yaml.safe_load(read_text(file))
     except yaml.YAMLError as error:
         raise DynatssError(f"{file}: not valid YAML ({error})".replace("\n", " ")) from None
     if not isinstance(data, dict):
@@ -116,6 +117,11 @@ def read_data_yaml(root: str | Path) -> DataYaml:
     return DataYaml(file=file, root=dataset_root, names=_class_names(data, file), entries=entries)
 
 
+def read_text(path: Path) -> str:
+    """A YOLO text file (data.yaml, labels, image lists): UTF-8, with or without a byte order mark."""
+    return Path(path).read_text(encoding="utf-8-sig")
+
+
 def _is_split_value(value: Any) -> bool:
     return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
 
@@ -126,7 +132,7 @@ def _as_list(value: str | list[str]) -> list[str]:
 
 def _class_names(data: dict[str, Any], file: Path) -> list[str]:
     """``names`` as a list or an index -> name mapping; ``nc`` alone gives class0, class1, ..."""
-    names, count = data.get("names"), data.get("nc")
+    names, count = data.get("names"), _class_count(data.get("nc"), file)
     if isinstance(names, dict):
         try:
             by_index = {int(key): str(value) for key, value in names.items()}
@@ -142,6 +148,19 @@ def _class_names(data: dict[str, Any], file: Path) -> list[str]:
     if count is not None and count != len(names):
         raise DynatssError(f"{file}: nc is {count} but names lists {len(names)} classes")
     return [str(name) for name in names]
+
+
+def _class_count(value: Any, file: Path) -> int | None:
+    """``nc`` as an integer; ultralytics also accepts it written as a string (``nc: '2'``) or ``2.0``."""
+    if value is None:
+        return None
+    try:
+        count = float(str(value).strip()) if not isinstance(value, bool) else math.nan
+    except ValueError:
+        count = math.nan
+    if not count.is_integer() or count < 0:
+        raise DynatssError(f"{file}: nc: expected a number of classes, got {value!r}")
+    return int(count)
 
 
 def label_path(image: Path) -> Path:

@@ -9,9 +9,9 @@ the dataset meta. Everything is stored as tensors / lists / numbers so that the 
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dynatss.atomic import atomic_path, atomic_write, atomic_write_text
+from dynatss.atomic import atomic_path, atomic_paths, atomic_write, write_into
 from dynatss.data.records import DatasetMeta
 from dynatss.errors import DynatssError
 
@@ -107,13 +107,11 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     return atomic_write(path, lambda handle: torch.save(state, handle))
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    """Make ``target`` hold the same bytes as ``source``, atomically (hard link, else a copy)."""
+def _copy(source: Path, target: Path) -> None:
+    """Make ``target`` a copy of ``source``, atomically. A copy, not a hard link: damage to one file
+    (a truncation, a bad sector) must leave the other readable (issue 18)."""
     with atomic_path(target) as temporary:
-        try:
-            os.link(source, temporary)
-        except OSError:
-            temporary.write_bytes(source.read_bytes())
+        shutil.copyfile(source, temporary)
 
 
 def periodic_checkpoints(directory: str | Path) -> list[tuple[int, Path]]:
@@ -127,10 +125,12 @@ def periodic_checkpoints(directory: str | Path) -> list[tuple[int, Path]]:
 
 
 def save_periodic(state: dict[str, Any], directory: str | Path, *, keep_last: int) -> Path:
-    """Write ``model_{iter}.pth`` and ``last.pth``, then delete all but the newest ``keep_last``."""
+    """Write ``model_{iter}.pth`` and ``last.pth`` (its own copy), then delete all but the newest
+    ``keep_last`` periodic ones. A crash between the two leaves last.pth one period behind, which
+    ``--resume`` notices (it takes the newest readable checkpoint)."""
     directory = Path(directory)
     path = save_checkpoint(state, directory / PERIODIC_NAME.format(state["iter"]))
-    _link_or_copy(path, directory / LAST_NAME)
+    _copy(path, directory / LAST_NAME)
     for _, old in periodic_checkpoints(directory)[: -max(keep_last, 1)]:
         old.unlink(missing_ok=True)
     return path
@@ -216,6 +216,10 @@ def _count(number: int, noun: str) -> str:
 # --------------------------------------------------------------------------------------------
 # safetensors export
 
+# The key, in the safetensors header's metadata map, of the export's description: the JSON text
+# {"config": ..., "meta": ...} that lets engine.trained.load_trained rebuild the detector from the file alone.
+SAFETENSORS_DESCRIPTION_KEY = "dynatss"
+
 
 def save_safetensors(
     model: nn.Module,
@@ -224,21 +228,72 @@ def save_safetensors(
     config: dict[str, Any] | None = None,
     meta: DatasetMeta | None = None,
 ) -> Path:
-    """Write the model's weights as safetensors; with ``config``/``meta`` also ``<path>.json`` beside.
+    """Write the model's weights as safetensors; with ``config``/``meta`` their description too.
 
-    The JSON (``{"config": ..., "meta": ...}``) is what lets :func:`dynatss.engine.trained.load_trained` rebuild the
-    detector from a .safetensors file alone.
+    The description (``{"config": ..., "meta": ...}``) goes inside the file, in the header's
+    metadata map, and into ``<path>.json`` beside it (for people and earlier versions). Both are
+    written to temporaries and renamed only when both are whole, the weights first, so a failure
+    leaves the previous pair as it was; :func:`read_safetensors` refuses a .json that describes
+    another export than its weights (issue 18).
     """
     from safetensors.torch import save_model
 
     path = Path(path)
-    with atomic_path(path) as temporary:
-        save_model(model, str(temporary))
-    if config is not None and meta is not None:
-        atomic_write_text(sidecar_path(path), json.dumps({"config": config, "meta": meta_to_dict(meta)}, indent=1))
+    if config is None or meta is None:
+        with atomic_path(path) as temporary:
+            save_model(model, str(temporary))
+        return path
+    description = json.dumps({"config": config, "meta": meta_to_dict(meta)}, indent=1)
+    with atomic_paths(path, sidecar_path(path)) as (weights, sidecar):
+        save_model(model, str(weights), metadata={SAFETENSORS_DESCRIPTION_KEY: description})
+        write_into(sidecar, lambda handle: handle.write(description.encode("utf-8")))
     return path
 
 
 def sidecar_path(path: str | Path) -> Path:
     """``weights.safetensors`` -> ``weights.json`` (config and dataset meta)."""
     return Path(path).with_suffix(".json")
+
+
+def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], DatasetMeta]:
+    """(weights, config dict, meta) of a ``.safetensors`` export, each checked.
+
+    The description inside the file is the export's own; without one (an earlier version's export)
+    the ``.json`` beside it is read. A ``.json`` that disagrees with the description inside, or
+    that is not one, is refused in one line: the pair is not what one export wrote.
+    """
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    path, sidecar = Path(path), sidecar_path(path)
+    if not path.is_file():
+        raise DynatssError(f"{path}: weights file not found")
+    try:
+        with safe_open(str(path), "pt") as handle:
+            inside = (handle.metadata() or {}).get(SAFETENSORS_DESCRIPTION_KEY)
+        state_dict = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise DynatssError(f"{path}: not a readable safetensors file ({error})") from None
+    beside = _read_description(sidecar, sidecar) if sidecar.is_file() else None
+    if inside is None and beside is None:
+        raise DynatssError(f"{path}: needs {sidecar.name} beside it (config and class names)")
+    description = _read_description(inside, path) if inside is not None else beside
+    if beside is not None and beside != description:
+        raise DynatssError(
+            f"{sidecar}: describes another export than {path.name} (a failed or mixed export); export "
+            f"again, or delete {sidecar.name}: {path.name} holds its own description"
+        )
+    config, meta = description
+    return state_dict, config, meta
+
+
+def _read_description(source: str | Path, where: Path) -> tuple[dict[str, Any], DatasetMeta]:
+    """(config, meta) of an export's description: JSON text, or the ``.json`` file at ``source``."""
+    try:
+        info = json.loads(source.read_text() if isinstance(source, Path) else source)
+        config, meta = info["config"], meta_from_dict(info["meta"], where)
+    except (ValueError, KeyError, TypeError, OSError) as error:
+        raise DynatssError(f"{where}: not a dynatss weights description ({error!r})") from None
+    if not isinstance(config, dict):
+        raise DynatssError(f"{where}: not a dynatss weights description ('config' is not a mapping)")
+    return config, meta

@@ -33,6 +33,11 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def global_rank() -> int:
+    """This process's rank from torchrun's environment (0 without torchrun), before any set-up."""
+    return int(os.environ.get("RANK", 0)) if launched_by_torchrun() else 0
+
+
 def setup_distributed(device_type: str) -> DistributedContext:
     """Initialise the process group from the environment (NCCL on CUDA, gloo on CPU), if launched so."""
     if not launched_by_torchrun():

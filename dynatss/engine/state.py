@@ -82,6 +82,18 @@ class TrainState:
         self.iteration = int(checkpoint["iter"])
         self.best_ap = float(checkpoint.get("best_ap", -1.0))
         restore_rng_state(checkpoint["rng"])
+        self._apply_schedule()
+
+    def _apply_schedule(self) -> None:
+        """Set each group's rate to this config's schedule at the restored step. The optimizer state
+        holds the rate the checkpoint's schedule gave; they differ when --resume extends a schedule
+        that depends on max_iter (cosine). The same product LambdaLR computes, so an unchanged
+        schedule gives the same bits."""
+        step = self.scheduler.last_epoch
+        rates = [base * factor(step) for base, factor in zip(self.scheduler.base_lrs, self.scheduler.lr_lambdas)]
+        for group, rate in zip(self.optimizer.param_groups, rates):
+            group["lr"] = rate
+        self.scheduler._last_lr = rates  # what get_last_lr() reports
 
     def best_checkpoint(self, cfg: Config, meta: DatasetMeta, metrics: dict[str, float]) -> dict[str, Any]:
         """best.pth: only the evaluated weights (EMA's if enabled), enough to predict and export."""

@@ -38,6 +38,7 @@ from dynatss.engine.distributed import (
     any_rank,
     barrier,
     cleanup_distributed,
+    global_rank,
     mean_over_ranks,
     per_rank_batch_size,
     setup_distributed,
@@ -46,7 +47,9 @@ from dynatss.engine.evaluate import EvalResult, evaluate, format_percent, format
 from dynatss.engine.from_data import resolve_from_data
 from dynatss.engine.lr_schedule import describe_lr
 from dynatss.engine.precision import autocast_context, float_outputs
+from dynatss.engine.resume import resume_training
 from dynatss.engine.run_dir import check_run_dir, start_run_dir
+from dynatss.engine.run_lock import RunDirLock
 from dynatss.engine.run_logger import RunLogger, WindowAverage
 from dynatss.engine.state import TrainState
 from dynatss.errors import DynatssError
@@ -89,25 +92,6 @@ def _print(ctx: DistributedContext, text: str) -> None:
         print(text, flush=True)
 
 
-def _resume(state: TrainState, run_dir: Path, ctx: DistributedContext) -> None:
-    """Restore ``state`` from RUN_DIR/checkpoints/last.pth (if any); a misfit is one line naming it."""
-    path = run_dir / "checkpoints" / ckpt.LAST_NAME
-    if not path.is_file():
-        _print(ctx, f"resume: no checkpoint at {path}; starting from iteration 0")
-        return
-    checkpoint = ckpt.load_checkpoint(path)
-    mismatch = ckpt.state_dict_mismatch(state.model, checkpoint["model"])
-    if mismatch is not None:
-        raise DynatssError(f"{path}: cannot resume: the model differs from this config ({mismatch})")
-    try:
-        state.restore(checkpoint)
-    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError) as error:
-        entry = error.args[0] if isinstance(error, KeyError) and error.args else None
-        detail = f"no '{entry}' entry" if entry else (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise DynatssError(f"{path}: cannot resume this run from it ({detail})") from None
-    _print(ctx, f"resume: continuing from {path} at iteration {state.iteration}")
-
-
 def train(
     cfg: Config,
     *,
@@ -123,14 +107,16 @@ def train(
     Raises DynatssError if a loss becomes NaN/inf (the last good checkpoint is kept).
     """
     validate_config(cfg)
-    check_run_dir(Path(cfg.train.output_dir), resume=resume, overwrite=overwrite)
-    device_type = resolve_device(cfg.train.device).type
-    ctx = setup_distributed(device_type)
-    try:
-        device = resolve_device(cfg.train.device, ctx.local_rank)
-        return _train(cfg, ctx, device, resume, overwrite, criterion_override)
-    finally:
-        cleanup_distributed()
+    # One process per run directory, for the whole run (issue 18); torchrun's rank 0 owns it.
+    with RunDirLock(cfg.train.output_dir, enabled=global_rank() == 0) as lock:
+        check_run_dir(Path(cfg.train.output_dir), resume=resume, overwrite=overwrite)
+        device_type = resolve_device(cfg.train.device).type
+        ctx = setup_distributed(device_type)
+        try:
+            device = resolve_device(cfg.train.device, ctx.local_rank)
+            return _train(cfg, ctx, device, resume, overwrite, criterion_override, lock)
+        finally:
+            cleanup_distributed()
 
 
 def _read_splits(cfg: Config, ctx: DistributedContext) -> tuple[DatasetRead, DatasetRead]:
@@ -155,7 +141,7 @@ def _read_splits(cfg: Config, ctx: DistributedContext) -> tuple[DatasetRead, Dat
     return train_set, val_set
 
 
-def _train(cfg, ctx, device, resume, overwrite, criterion_override) -> TrainResult:
+def _train(cfg, ctx, device, resume, overwrite, criterion_override, lock) -> TrainResult:
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     train_set, val_set = _read_splits(cfg, ctx)
     meta = train_set.meta
@@ -173,9 +159,10 @@ def _train(cfg, ctx, device, resume, overwrite, criterion_override) -> TrainResu
     model = build_model(cfg, device)
     criterion = criterion_override or build_criterion(cfg, model)
     state = TrainState.create(model, cfg, device)
-    if resume:
-        _resume(state, run_dir, ctx)
+    if resume and not resume_training(state, cfg, run_dir, say=lambda text: _print(ctx, text)):
+        return TrainResult(run_dir=run_dir, iteration=state.iteration, final_eval=None, best_ap=state.best_ap)
     if ctx.is_main:  # every check passed: only now touch the run directory
+        lock.hold(create=True)
         start_run_dir(run_dir, overwrite=overwrite)
         save_config(cfg, run_dir / "config.yaml")
     barrier()

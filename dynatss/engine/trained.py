@@ -7,7 +7,6 @@ experiments use directly: :func:`load_trained` rebuilds the model a run trained,
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -19,8 +18,7 @@ from dynatss.engine.build import resolve_device
 from dynatss.engine.checkpoint import (
     inference_parts,
     load_checkpoint,
-    meta_from_dict,
-    sidecar_path,
+    read_safetensors,
     state_dict_mismatch,
 )
 from dynatss.errors import DynatssError
@@ -40,33 +38,12 @@ def load_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], so
         raise DynatssError(f"{source}: weights do not match the model ({detail})") from None
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], DatasetMeta]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    sidecar = sidecar_path(path)
-    if not sidecar.is_file():
-        raise DynatssError(f"{path}: needs {sidecar.name} beside it (config and class names)")
-    try:
-        info = json.loads(sidecar.read_text())
-        config, meta = info["config"], meta_from_dict(info["meta"], sidecar)
-    except (ValueError, KeyError, TypeError, OSError) as error:
-        raise DynatssError(f"{sidecar}: not a dynatss weights description ({error!r})") from None
-    try:
-        state_dict = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise DynatssError(f"{path}: not a readable safetensors file ({error})") from None
-    return state_dict, config, meta
-
-
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], DatasetMeta]:
     """(state dict to predict with, the run's config as a dict, class metadata) of a ``.pth``
     checkpoint (EMA weights if the run kept an EMA) or a ``.safetensors`` file with its sidecar."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        if not path.is_file():
-            raise DynatssError(f"{path}: weights file not found")
-        return _read_safetensors(path)
+        return read_safetensors(path)
     return inference_parts(load_checkpoint(path), path)
 
 

@@ -6,7 +6,8 @@ ATSS head (the paper, Sec. III.C):
   box: GIoU weighted by the quality target (``loss.box_weighting=uniform``: by 1), divided by the
        weights' sum, times box_weight (2.0);
   quality: BCE of the quality branch against centerness (ATSS) or PIoU (the IoU branch), averaged
-       over the positives (``loss.quality_targets=candidates``: over every ATSS candidate).
+       over the positives (``loss.quality_targets=candidates``: over every ATSS candidate, towards
+       the IoU of its predicted box; ``candidates_zero``: the rejected ones towards 0).
 GFLV2 (mmdetection's GFLHead.loss):
   classification: QFL on the joint score sigmoid(cls) x DGQP towards the PIoU;
   box: GIoU weighted by the positive's highest joint score (detached), times box_weight (2.0);
@@ -67,9 +68,9 @@ class ATSSTerms:
     def __init__(self, config: LossConfig, *, quality: str) -> None:
         if quality not in ("centerness", "iou"):
             raise ValueError(f"quality must be 'centerness' or 'iou', got {quality!r}")
-        if config.quality_targets == "candidates" and quality != "iou":
-            raise DynatssError("loss.quality_targets = candidates trains an IoU branch: it needs model.quality = iou "
-                               f"(got {quality})")
+        if config.quality_targets != "positives" and quality != "iou":
+            raise DynatssError(f"loss.quality_targets = {config.quality_targets} trains an IoU branch: it needs "
+                               f"model.quality = iou (got {quality})")
         self.config = config
         self.quality = quality
 
@@ -101,14 +102,15 @@ class ATSSTerms:
     def _quality_loss(self, outputs: ATSSOutputs, found: PositiveBoxes, quality_targets: Tensor,
                       batch: Batch) -> Tensor:
         """Mean BCE of the quality branch: at the positives (the paper), or at every ATSS candidate
-        towards its predicted box's IoU (``loss.quality_targets=candidates``)."""
+        (``loss.quality_targets=candidates*``, :func:`candidate_iou_targets`)."""
         positives, logits = found.positives, outputs.quality_logits
         image_index, anchor_index = positives.image_index, positives.anchor_index
         if self.config.quality_targets == "positives":
             return quality_loss(logits[image_index, anchor_index], quality_targets) / found.num_pos
         positive_ious = torch.full_like(logits, -1.0).index_put((image_index, anchor_index), quality_targets)
+        rejected = "zero" if self.config.quality_targets == "candidates_zero" else "iou"
         targets = candidate_iou_targets(positives.assignment.candidates, found.pred_boxes, batch.gt_boxes.float(),
-                                        batch.gt_valid, positive_ious)  # [B, A], -1: not trained
+                                        batch.gt_valid, positive_ious, rejected=rejected)  # [B, A], -1: not trained
         trained = targets >= 0
         count = average_over_processes(trained.sum().float()).clamp(min=1.0)
         return quality_loss(logits[trained], targets[trained]) / count

@@ -28,18 +28,21 @@ def quality_loss(quality_logits: Tensor, targets: Tensor) -> Tensor:
 
 
 def candidate_iou_targets(candidates: Tensor, pred_boxes: Tensor, gt_boxes: Tensor, gt_valid: Tensor,
-                          positive_ious: Tensor) -> Tensor:
-    """IoU-branch targets at every ATSS candidate (``loss.quality_targets=candidates``, issue 17).
+                          positive_ious: Tensor, *, rejected: str = "iou") -> Tensor:
+    """IoU-branch targets at every ATSS candidate (``loss.quality_targets=candidates*``, issue 17).
 
     candidates [B, G, K] anchor indices; pred_boxes [B, A, 4] (detached); gt_boxes [B, G, 4];
     gt_valid [B, G]; positive_ious [B, A]: the PIoU of each positive with its GT, -1 elsewhere.
-    Returns [B, A]: a positive's own PIoU, else the best IoU of the anchor's predicted box with the
-    GTs it is a candidate of, -1 for anchors that are no GT's candidate (not trained). A candidate
-    rejected by the threshold whose box misses its GT thus learns a low IoU, where training at the
-    positives alone leaves the branch free to score such a box as high as a positive's.
+    Returns [B, A]: a positive's own PIoU; for a candidate the assignment rejected, the best IoU of
+    its predicted box with the GTs it is a candidate of (``rejected="iou"``) or 0 (``"zero"``, as
+    GFL's joint score and VFNet's IoU-aware score train every negative); -1 for anchors that are no
+    GT's candidate (not trained). Trained at the positives alone, the branch is free to score a
+    neighbour's box that misses as high as a positive's.
     """
     batch_index = torch.arange(candidates.shape[0], device=candidates.device).view(-1, 1, 1)
     ious = elementwise_box_iou(pred_boxes[batch_index, candidates], gt_boxes.unsqueeze(2))  # [B, G, K]
+    if rejected == "zero":
+        ious = torch.zeros_like(ious)
     ious = ious.masked_fill(~gt_valid.unsqueeze(-1), -1.0)
     not_candidate = torch.full(pred_boxes.shape[:2], -1.0, device=pred_boxes.device, dtype=ious.dtype)
     best = not_candidate.scatter_reduce(1, candidates.flatten(1), ious.flatten(1), reduce="amax")  # [B, A]

@@ -1,11 +1,13 @@
-"""The throughput benchmarks' own logic: loss-curve comparison and the input resizing they time."""
+"""The throughput benchmarks' own logic: loss-curve comparison, the input resizing they time, the clocks."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
+from benchmarks.common import EventStopwatch, Timings
 from benchmarks.compare_losses import main as compare_losses
 from benchmarks.train_step import resized
 from dynatss.data.batch import Batch
@@ -45,3 +47,28 @@ def test_resized_batch_scales_boxes_with_the_pixels():
     assert out.image_sizes.tolist() == [[80, 90]]
     x0, y0, x1, y1 = (round(v) for v in out.gt_boxes[0, 0].tolist())
     assert out.images[0, 0, y0 + 1 : y1 - 1, x0 + 1 : x1 - 1].min() == 255  # the pixels moved with it
+
+
+def test_event_stopwatch_on_the_cpu_times_both_clocks():
+    timings = Timings()
+    with EventStopwatch(timings, torch.device("cpu")):
+        sum(range(10_000))
+    assert len(timings.wall) == len(timings.cpu) == 1 and timings.events == []
+    assert timings.median("wall") >= 0
+    timings.clear()
+    assert timings.wall == timings.cpu == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (events)")
+def test_event_stopwatch_on_cuda_times_without_a_sync():
+    """The criterion's timer inside a training step must not add a host-device sync."""
+    timings, matrix = Timings(), torch.randn(2048, 2048, device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with EventStopwatch(timings, torch.device("cuda")):
+            matrix @ matrix
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert len(timings.events) == 1 and timings.wall == []
+    assert timings.median("wall") > 0 and timings.events == []  # read (and waited for) only now

@@ -205,3 +205,11 @@ def test_uniform_box_weighting_is_the_mean_giou_loss_of_the_positives(scene):
         box_weight * giou.mean().item(), rel=1e-5)
     assert weighted(outputs, batch, 0.5).terms["loss_box"].item() == pytest.approx(
         box_weight * ((giou * piou).sum() / piou.sum()).item(), rel=1e-5)
+
+
+def test_rejected_candidates_can_be_trained_towards_zero():
+    pred_boxes = torch.tensor([[[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 5.0, 10.0], [50.0, 50.0, 60.0, 60.0]]])
+    gt_boxes = torch.tensor([[[0.0, 0.0, 10.0, 10.0]]])
+    targets = candidate_iou_targets(torch.tensor([[[0, 1]]]), pred_boxes, gt_boxes, torch.ones(1, 1, dtype=torch.bool),
+                                    torch.tensor([[0.7, -1.0, -1.0]]), rejected="zero")
+    torch.testing.assert_close(targets, torch.tensor([[0.7, 0.0, -1.0]]))

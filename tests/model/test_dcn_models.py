@@ -48,7 +48,9 @@ def test_each_dcn_config_is_its_plain_recipe_plus_dcn(dcn, plain):
 
 
 def test_the_cpu_dcn_config_builds_and_steps():
-    cfg = load_config(CONFIGS / "bccd_mnv2_dcn_cpu.yaml", ["model.pretrained=null", "model.num_classes=3"])
+    # anchor_scales: auto is resolved from the data by `train`; BCCD's choice is 4 x stride.
+    cfg = load_config(CONFIGS / "bccd_mnv2_dcn_cpu.yaml",
+                      ["model.pretrained=null", "model.num_classes=3", "model.anchor_scales=[4.0]"])
     torch.manual_seed(0)
     model = build_detector(cfg.model)
     assert sum(isinstance(m, ModulatedDeformConv2d) for m in model.modules()) == 2
