@@ -13,6 +13,7 @@ from dynatss.api.inputs import iter_inputs
 from dynatss.errors import DynatssError
 from tests.robust.odd_images import gradient16
 
+
 def _pixels(item) -> torch.Tensor:
     """The [3, H, W] uint8 image the detector sees for ``item`` (a path or an in-memory image)."""
     (found,) = iter_inputs([item])

@@ -38,7 +38,7 @@ import dynatss.cli.train_cmd as train_cmd
 def sleep(args):
     print("running", flush=True)
     time.sleep(600)
-train_cmd._train = sleep
+train_cmd.run_train = sleep
 from dynatss.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
