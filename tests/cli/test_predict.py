@@ -91,3 +91,17 @@ def test_detect_batched_equals_one_by_one(tiny_run):
         torch.testing.assert_close(batched["boxes"], single["boxes"], atol=1e-3, rtol=1e-4)
         torch.testing.assert_close(batched["scores"], single["scores"], atol=1e-5, rtol=1e-4)
         assert torch.equal(batched["labels"], single["labels"])
+
+
+def test_predict_writes_beside_the_weights_run_by_default(tiny_run, image_dir, tmp_path, monkeypatch):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run.run_dir, run)
+    (image_dir / "broken.jpg").unlink()
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", str(image_dir / "wide.png"), "--weights", str(run / "checkpoints" / "last.pth"),
+                 "inference.max_detections=2", "--score-threshold", "0"]) == 0
+    document = json.loads((run / "predictions" / DETECTIONS_FILE).read_text())
+    assert [len(entry["detections"]) for entry in document["images"]] == [2]  # the override applied
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "run"]
