@@ -65,7 +65,8 @@ class ModelConfig:
     # "centerness" (ATSS) or "iou" (the paper: predicts the PIoU of the decoded box).
     quality: Literal["centerness", "iou"] = "iou"
     prior_prob: float = 0.01
-    box_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])
+    # The box coder's (wx, wy, ww, wh): deltas dx = wx (gx - ax) / aw, ... (Faster R-CNN / ATSS).
+    box_coder_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])
     # The head (paper Table V, docs/heads.md): "atss" (the paper's), "gfl" (GFLV2: distribution
     # regression + DGQP), "vfnet" (VarifocalNet: IACS + star-shaped box refinement).
     head: Literal["atss", "gfl", "vfnet"] = "atss"

@@ -19,6 +19,11 @@ import yaml
 
 from dynatss.errors import DynatssError
 
+# Keys renamed since configs were saved with runs and checkpoints: the old name is read as the new
+# one, so earlier runs still load. model.box_weights named the box coder's (wx, wy, ww, wh), beside
+# the unrelated loss.box_weight (issue 19).
+RENAMED_KEYS = {"model.box_weights": "model.box_coder_weights"}
+
 
 def _suggest(key: str, choices: list[str], elsewhere: list[str] = ()) -> str:
     """A "did you mean" hint: a close spelling, a name containing ``key`` as a word
@@ -115,6 +120,9 @@ def merge_into(instance: Any, updates: dict[str, Any], where: str = "", root: An
     for key, value in updates.items():
         key = str(key)
         path = f"{where}.{key}" if where else key
+        if path in RENAMED_KEYS:
+            path = RENAMED_KEYS[path]
+            key = path.rsplit(".", 1)[-1]
         if key not in names:
             elsewhere = [k for k in _all_keys(root) if not k.startswith(f"{where}.")]
             raise DynatssError(f"unknown config key '{path}'{_suggest(key, names, elsewhere)}")

@@ -81,7 +81,7 @@ VALUE_RANGES: dict[str, Range] = {
     "model.anchor_scales": POSITIVE,
     "model.anchor_ratios": POSITIVE,
     "model.prior_prob": OPEN_FRACTION,
-    "model.box_weights": Range(low=0, low_open=True, length=4),
+    "model.box_coder_weights": Range(low=0, low_open=True, length=4),
     "model.reg_max": AT_LEAST_ONE,
     "model.dgqp_topk": AT_LEAST_ONE,
     "model.dgqp_channels": AT_LEAST_ONE,

@@ -43,8 +43,8 @@ def _check(cfg: ModelConfig) -> None:
                            "give the scale (e.g. [8.0]) to build a model without training it")
     if any(s <= 0 for s in cfg.anchor_scales) or any(r <= 0 for r in cfg.anchor_ratios):
         raise DynatssError("model.anchor_scales and model.anchor_ratios must be positive")
-    if len(cfg.box_weights) != 4:
-        raise DynatssError(f"model.box_weights needs 4 numbers, got {cfg.box_weights}")
+    if len(cfg.box_coder_weights) != 4:
+        raise DynatssError(f"model.box_coder_weights needs 4 numbers, got {cfg.box_coder_weights}")
     if cfg.head_dcn and cfg.head != "atss":
         raise DynatssError(f"model.head_dcn is for the ATSS head (model.head=atss), got model.head={cfg.head}")
     if cfg.head_dcn and cfg.head_convs < 1:
@@ -74,7 +74,7 @@ def build_detector(cfg: ModelConfig) -> DetectionModel:
     anchor_generator = AnchorGenerator(
         strides=[2**level for level in levels], scales=cfg.anchor_scales, ratios=cfg.anchor_ratios
     )
-    box_coder = BoxCoder(weights=tuple(cfg.box_weights))
+    box_coder = BoxCoder(weights=tuple(cfg.box_coder_weights))
     if cfg.head != "atss":
         head = build_head(cfg, head=cfg.head, strides=anchor_generator.strides)
         return DetectionModel(

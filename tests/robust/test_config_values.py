@@ -38,7 +38,7 @@ def test_integers_may_be_written_as_integral_floats():
         ("data.num_workers=-1", "data.num_workers = -1: must be >= 0"),
         ("data.max_image_pixels=0", "data.max_image_pixels = 0: must be >= 1"),
         ("inference.nms_threshold=1.5", "inference.nms_threshold = 1.5: must be in [0, 1]"),
-        ("model.box_weights=[1, 1]", "model.box_weights = [1.0, 1.0]: needs exactly 4 values"),
+        ("model.box_coder_weights=[1, 1]", "model.box_coder_weights = [1.0, 1.0]: needs exactly 4 values"),
         ("solver.base_lr=nan", "solver.base_lr: expected a finite number, got nan"),
         ("train.seed=-1", "train.seed = -1: must be in [0, 4294967295]"),
         ("train.device=tpu", "train.device = 'tpu': must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'gpu'"),
@@ -99,3 +99,14 @@ def test_misspelt_keys_get_a_suggestion(override, suggestion):
 def test_a_malformed_override_value_is_one_line():
     with pytest.raises(DynatssError, match=r"override 'model.anchor_scales=\[1,': the value is not valid YAML"):
         load_config(None, ["model.anchor_scales=[1,"])
+
+
+def test_a_renamed_key_is_read_under_its_new_name():
+    """model.box_weights (runs saved before issue 19) is model.box_coder_weights now."""
+    from dynatss.config import config_from_dict, config_to_dict
+
+    saved = config_to_dict(Config())
+    del saved["model"]["box_coder_weights"]
+    saved["model"]["box_weights"] = [1.0, 2.0, 3.0, 4.0]
+    assert config_from_dict(saved, "old run").model.box_coder_weights == [1.0, 2.0, 3.0, 4.0]
+    assert load_config(None, ["model.box_weights=[5, 5, 5, 5]"]).model.box_coder_weights == [5.0] * 4
