@@ -237,6 +237,8 @@ def _onnx_config(weights: Path, config: str | Path | Config | None, overrides: t
     if config is None:
         saved = run_dir_of(weights) / "config.yaml"
         if not saved.is_file():
+            if overrides:
+                raise DynatssError(f"{weights}: no config to apply {overrides[0]!r} to (give config=...)")
             return None
         config = saved
     return load_config(config, overrides)
