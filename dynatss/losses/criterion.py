@@ -88,7 +88,8 @@ class DetectionCriterion:
                 torch.ones_like(quality_targets)
             weight_sum = average_over_processes(box_weights.sum()).clamp(min=1e-6)
             loss_box = weighted_giou_loss(pos_boxes, target_boxes, box_weights) / weight_sum
-            loss_quality = self._quality_loss(quality_logits, positives, quality_targets, pred_boxes, batch, num_pos)
+            loss_quality = self._quality_loss(quality_logits, positives, quality_targets, pred_boxes, batch, num_pos,
+                                              anchors)
         else:  # keep every output in the graph so that DDP sees all parameters used
             loss_box = box_deltas.sum() * 0.0
             loss_quality = quality_logits.sum() * 0.0
@@ -103,12 +104,18 @@ class DetectionCriterion:
         )
 
     def _quality_loss(self, quality_logits: Tensor, positives: Positives, quality_targets: Tensor,
-                      pred_boxes: Tensor, batch: Batch, num_pos: Tensor) -> Tensor:
-        """Mean BCE of the quality branch: at the positives (the paper), or at every ATSS candidate
-        (``loss.quality_targets=candidates*``, :func:`candidate_iou_targets`)."""
+                      pred_boxes: Tensor, batch: Batch, num_pos: Tensor, anchors: Tensor) -> Tensor:
+        """Quality-branch loss: mean BCE at the positives (the paper) or at every ATSS candidate
+        (``loss.quality_targets=candidates*``, :func:`candidate_iou_targets`); with ``all``, QFL over
+        every anchor towards the PIoU at the positives and 0 elsewhere, divided by the number of
+        positives (GFL's joint score), crowd regions left out."""
         image_index, anchor_index = positives.image_index, positives.anchor_index
         if self.loss_config.quality_targets == "positives":
             return quality_loss(quality_logits[image_index, anchor_index], quality_targets) / num_pos
+        if self.loss_config.quality_targets == "all":
+            targets = torch.zeros_like(quality_logits).index_put((image_index, anchor_index), quality_targets)
+            loss = quality_focal_loss(quality_logits, targets, beta=self.loss_config.qfl_beta)  # [B, A]
+            return without_ignored(loss.unsqueeze(-1), self.assign_config, anchors, batch, positives).sum() / num_pos
         positive_ious = torch.full_like(quality_logits, -1.0).index_put((image_index, anchor_index), quality_targets)
         rejected = "zero" if self.loss_config.quality_targets == "candidates_zero" else "iou"
         targets = candidate_iou_targets(positives.assignment.candidates, pred_boxes, batch.gt_boxes.float(),
