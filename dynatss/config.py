@@ -123,8 +123,9 @@ class LossConfig:
     # ATSS head with model.quality=iou: where the IoU branch is trained. "positives": the positives
     # only (the paper, official code); "candidates": every ATSS candidate of a GT, towards the IoU of
     # its predicted box with that GT, so that boxes which miss learn a low score (issue 17);
-    # "candidates_zero": every candidate, those the assignment rejected towards 0 (GFL / VFNet style).
-    quality_targets: Literal["positives", "candidates", "candidates_zero"] = "positives"
+    # "candidates_zero": every candidate, those the assignment rejected towards 0; "all": every
+    # anchor, QFL towards the PIoU at the positives and 0 elsewhere (GFL's joint score, VFNet's IACS).
+    quality_targets: Literal["positives", "candidates", "candidates_zero", "all"] = "positives"
     # ATSS head: weights of the positives' GIoU loss. "quality": their quality target (centerness,
     # or the PIoU with the IoU branch; the official code); "uniform": every positive weighs 1.
     box_weighting: Literal["quality", "uniform"] = "quality"

@@ -31,6 +31,7 @@ from dynatss.losses.positives import (
     Positives,
     assign_positives,
     classification_targets,
+    ignored_mask,
     positive_count,
     statistics,
     without_ignored,
@@ -49,6 +50,8 @@ class PositiveBoxes:
     ious:       [P] IoU of the detached predicted boxes with their GTs (the PIoU)
     pred_boxes: [B, A, 4] predicted boxes of every anchor, detached (what the assignment used)
     num_pos:    the number of positives averaged over processes, at least 1
+    ignored:    [B, A] bool, the anchors inside crowd / difficult regions (left out of the
+                classification loss), or None when the batch has no such region
     """
 
     positives: Positives
@@ -56,6 +59,7 @@ class PositiveBoxes:
     ious: Tensor
     pred_boxes: Tensor
     num_pos: Tensor
+    ignored: Tensor | None
 
 
 class HeadTerms(Protocol):
@@ -88,12 +92,12 @@ class DetectionCriterion:
                                      progress, grids=outputs.level_grids)
         boxes = outputs.pred_boxes_at(positives.image_index, positives.anchor_index)  # [P, 4], with gradients
         found = PositiveBoxes(positives, boxes, elementwise_box_iou(boxes.detach(), positives.target_boxes),
-                              pred_boxes, positive_count(positives, anchors.device))
+                              pred_boxes, positive_count(positives, anchors.device),
+                              ignored_mask(self.assign_config, anchors, batch, positives))
 
         cls_logits = outputs.cls_logits
         targets = classification_targets(cls_logits, positives, self.terms.classification_target(outputs, found))
-        loss_cls = without_ignored(self.terms.classification(outputs, targets), self.assign_config, anchors, batch,
-                                   positives).sum() / found.num_pos
+        loss_cls = without_ignored(self.terms.classification(outputs, targets), found.ignored).sum() / found.num_pos
         if len(positives):
             terms = self.terms.box_terms(outputs, found, batch)
         else:  # keep every output in the graph so that DDP sees all parameters used

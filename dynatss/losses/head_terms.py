@@ -7,7 +7,8 @@ ATSS head (the paper, Sec. III.C):
        weights' sum, times box_weight (2.0);
   quality: BCE of the quality branch against centerness (ATSS) or PIoU (the IoU branch), averaged
        over the positives (``loss.quality_targets=candidates``: over every ATSS candidate, towards
-       the IoU of its predicted box; ``candidates_zero``: the rejected ones towards 0).
+       the IoU of its predicted box; ``candidates_zero``: the rejected ones towards 0; ``all``: QFL
+       over every anchor, the PIoU at the positives and 0 elsewhere, as GFL's joint score).
 GFLV2 (mmdetection's GFLHead.loss):
   classification: QFL on the joint score sigmoid(cls) x DGQP towards the PIoU;
   box: GIoU weighted by the positive's highest joint score (detached), times box_weight (2.0);
@@ -39,7 +40,7 @@ from dynatss.losses.box import weighted_giou_loss
 from dynatss.losses.classification import focal_loss, quality_focal_loss, varifocal_loss
 from dynatss.losses.criterion import PositiveBoxes
 from dynatss.losses.dfl import dfl_targets, distribution_focal_loss
-from dynatss.losses.positives import average_over_processes, weight_normaliser
+from dynatss.losses.positives import average_over_processes, weight_normaliser, without_ignored
 from dynatss.losses.quality import candidate_iou_targets, centerness_targets, quality_loss
 from dynatss.losses.score_qfl import quality_focal_loss_on_scores
 from dynatss.model.integral import boxes_to_distances
@@ -101,12 +102,18 @@ class ATSSTerms:
 
     def _quality_loss(self, outputs: ATSSOutputs, found: PositiveBoxes, quality_targets: Tensor,
                       batch: Batch) -> Tensor:
-        """Mean BCE of the quality branch: at the positives (the paper), or at every ATSS candidate
-        (``loss.quality_targets=candidates*``, :func:`candidate_iou_targets`)."""
+        """Quality-branch loss: mean BCE at the positives (the paper) or at every ATSS candidate
+        (``loss.quality_targets=candidates*``, :func:`candidate_iou_targets`); with ``all``, QFL over
+        every anchor towards the PIoU at the positives and 0 elsewhere, divided by the number of
+        positives (GFL's joint score), crowd regions left out."""
         positives, logits = found.positives, outputs.quality_logits
         image_index, anchor_index = positives.image_index, positives.anchor_index
         if self.config.quality_targets == "positives":
             return quality_loss(logits[image_index, anchor_index], quality_targets) / found.num_pos
+        if self.config.quality_targets == "all":
+            targets = torch.zeros_like(logits).index_put((image_index, anchor_index), quality_targets)
+            loss = quality_focal_loss(logits, targets, beta=self.config.qfl_beta)  # [B, A]
+            return without_ignored(loss.unsqueeze(-1), found.ignored).sum() / found.num_pos
         positive_ious = torch.full_like(logits, -1.0).index_put((image_index, anchor_index), quality_targets)
         rejected = "zero" if self.config.quality_targets == "candidates_zero" else "iou"
         targets = candidate_iou_targets(positives.assignment.candidates, found.pred_boxes, batch.gt_boxes.float(),

@@ -81,14 +81,18 @@ def classification_targets(like: Tensor, positives: Positives, values: Tensor) -
     return targets
 
 
-def without_ignored(loss: Tensor, config: AssignConfig, anchors: Tensor, batch: Batch,
-                    positives: Positives) -> Tensor:
-    """Classification loss [B, A, C] with the anchors inside crowd / difficult regions zeroed."""
+def ignored_mask(config: AssignConfig, anchors: Tensor, batch: Batch, positives: Positives) -> Tensor | None:
+    """[B, A] bool: the anchors inside crowd / difficult regions that are not positives; None when
+    the batch has no such region."""
     if not (batch.ignore_valid.numel() and batch.ignore_valid.any()):
-        return loss
-    ignored = ignored_anchors(anchors, batch.ignore_boxes.float(), batch.ignore_valid,
-                              iof_threshold=config.ignore_iof) & ~positives.assignment.positive
-    return loss * (~ignored).unsqueeze(-1)
+        return None
+    return ignored_anchors(anchors, batch.ignore_boxes.float(), batch.ignore_valid,
+                           iof_threshold=config.ignore_iof) & ~positives.assignment.positive
+
+
+def without_ignored(loss: Tensor, ignored: Tensor | None) -> Tensor:
+    """A loss [B, A, C] with the ``ignored`` anchors [B, A] zeroed (itself when None)."""
+    return loss if ignored is None else loss * (~ignored).unsqueeze(-1)
 
 
 def positive_count(positives: Positives, device: torch.device) -> Tensor:

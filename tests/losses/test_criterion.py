@@ -213,3 +213,20 @@ def test_rejected_candidates_can_be_trained_towards_zero():
     targets = candidate_iou_targets(torch.tensor([[[0, 1]]]), pred_boxes, gt_boxes, torch.ones(1, 1, dtype=torch.bool),
                                     torch.tensor([[0.7, -1.0, -1.0]]), rejected="zero")
     torch.testing.assert_close(targets, torch.tensor([[0.7, 0.0, -1.0]]))
+
+
+def test_quality_targets_on_all_anchors_are_qfl_towards_piou_and_zero(scene):
+    """quality_targets=all: QFL of the IoU logits over every anchor (PIoU at the positives, 0
+    elsewhere), divided by the number of positives."""
+    anchors, counts, gt_boxes, gt_labels, gt_valid = scene
+    outputs = _outputs(anchors, counts, 1, seed=9)
+    criterion = DetectionCriterion(AssignConfig(mode="dynamic"), ATSSTerms(_loss_config(quality_targets="all"),
+                                                                           quality="iou"))
+    result = criterion(outputs, _batch(gt_boxes, gt_labels, gt_valid), progress=0.5)
+    pred = BoxCoder().decode(outputs.box_deltas.detach(), anchors)
+    assignment = atss_assign(anchors, counts, gt_boxes, gt_valid, pred)
+    positive = assignment.positive[0]
+    targets = torch.where(positive, assignment.pred_ious[0], torch.zeros(len(anchors)))
+    logits = outputs.quality_logits[0].detach()
+    manual = (targets - logits.sigmoid()).abs() ** 2 * F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    assert result.terms["loss_quality"].item() == pytest.approx((manual.sum() / positive.sum()).item(), rel=1e-5)
