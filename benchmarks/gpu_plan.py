@@ -14,7 +14,7 @@ estimates behind them (nothing has run on a GPU yet, so they are estimates, to b
 - inference: two models, 16 images, batch 1 and 8, 2 rounds, fp32 and fp16, the ONNX export and
   onnxruntime: ~25 s.
 - assigner: 6 rows of benchmarks/assign.py at 800x1333: ~10 s.
-- accuracy: 615 steps per run; CPU time 14 s per step here (1 thread: 2.4 hours per run), a GPU
+- accuracy: 620 steps per run; CPU time 14 s per step here (1 thread: 2.4 hours per run), a GPU
   is launch-bound at ~30-60 ms per step (about 1.2 TFLOP per step): ~30-40 s of steps + ~15 s of
   start-up and evaluation per run, two runs side by side: ~60-90 s per seed. It gets what the
   other sections leave of ``total_s`` (at least 145 s: seed 0 of both methods).

@@ -293,21 +293,25 @@ def accuracy_seed(check: Check, section: Section, seed: int, commands: dict[str,
 
 def accuracy_overrides(check: Check) -> tuple[list[str], list[str], int]:
     """(the dataset's overrides, the run's, max_iter): the plan's epochs of the training split at the
-    recipe's batch, lr steps where the recipe has them (76% and 94%), one evaluation at the end."""
+    recipe's batch with the recipe's lr steps (solver.epochs, resolved by `train` as here), or the
+    smoke's few steps without decay; one evaluation at the end."""
     from dynatss.config import load_config
     from dynatss.data.datasets import read_dataset
+    from dynatss.engine.lr_schedule import schedule_in_epochs
     from experiments.ablation import BASE_CONFIG, dataset_overrides
 
     plan = check.plan
     dataset = [*dataset_overrides("bccd"), *check.data_overrides]
-    cfg = load_config(BASE_CONFIG, dataset)
-    max_iter = plan.accuracy_iters
     if plan.accuracy_epochs:
+        schedule = [f"solver.epochs={plan.accuracy_epochs}", "solver.min_iter=0"]
+        cfg = load_config(BASE_CONFIG, [*dataset, *schedule])
         images = len(read_dataset(cfg.data.format, cfg.data.root, cfg.data.train_split).records)
-        max_iter = round(plan.accuracy_epochs * images / cfg.solver.batch_size)
-    steps = [round(max_iter * step / cfg.solver.max_iter) for step in cfg.solver.steps]
-    extra = [*plan.accuracy_overrides, f"solver.max_iter={max_iter}", f"solver.steps={json.dumps(steps)}",
-             f"train.eval_period={max_iter}", f"train.checkpoint_period={max_iter}", f"train.device={check.device.type}"]
+        max_iter, _ = schedule_in_epochs(cfg.solver, images)
+    else:
+        max_iter = plan.accuracy_iters
+        schedule = ["solver.epochs=null", f"solver.max_iter={max_iter}", "solver.steps=[]"]
+    extra = [*plan.accuracy_overrides, *schedule, f"train.eval_period={max_iter}",
+             f"train.checkpoint_period={max_iter}", f"train.device={check.device.type}"]
     return dataset, extra, max_iter
 
 

@@ -55,6 +55,7 @@ from dynatss.data.batch import Batch
 from dynatss.data.datasets import DatasetRead, read_dataset
 from dynatss.data.loader import build_train_loader
 from dynatss.engine.build import build_criterion, build_model
+from dynatss.engine.from_data import resolve_from_data
 from dynatss.engine.lr_schedule import build_lr_scheduler
 from dynatss.engine.optimizer import build_optimizer
 from dynatss.engine.precision import autocast_context
@@ -88,7 +89,10 @@ def model_config(name: str, args: argparse.Namespace) -> Config:
         overrides.append(f"solver.batch_size={args.batch}")
     if args.backbone:
         overrides.append(f"model.backbone={args.backbone}")
-    return load_config(args.config, overrides + list(args.overrides))
+    cfg = load_config(args.config, overrides + list(args.overrides))
+    # The recipe's anchors (auto) and schedule (epochs), resolved from the data as `train` does.
+    split = read_split(cfg.data.format, str(cfg.data.root), cfg.data.train_split)
+    return resolve_from_data(cfg, split.records, split.meta)[0]
 
 
 def resized(batch: Batch, size: tuple[int, int]) -> Batch:

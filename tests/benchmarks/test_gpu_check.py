@@ -29,6 +29,7 @@ from benchmarks.inference import benchmark_config
 from benchmarks.inference import parse_args as inference_args
 from benchmarks.train_step import model_config
 from dynatss.config import load_config, validate_config
+from dynatss.engine.lr_schedule import schedule_in_epochs
 from experiments.ablation import BASE_CONFIG, variant_overrides
 from experiments.variants import find_variants
 
@@ -212,4 +213,6 @@ def test_the_full_plan_builds_the_settings_the_issue_asks_for(tmp_path):
     for variant in find_variants(["atss", "ciou_qfl_iou"]):
         cfg = validate_config(load_config(BASE_CONFIG, [*dataset, *variant_overrides(variant), *extra]))
         assert (cfg.model.head_convs, cfg.model.head_channels, cfg.data.min_sizes, cfg.data.max_size) == (4, 256, [480], 640)
-        assert (max_iter, cfg.solver.steps, cfg.solver.batch_size, cfg.model.pretrained) == (615, [467, 578], 8, "imagenet")
+        # 24 epochs of BCCD's 205 training images at batch 8: 615 steps, rounded to 620; decay at 76 % and 94 %.
+        assert (cfg.solver.epochs, cfg.solver.min_iter, cfg.solver.batch_size, cfg.model.pretrained) == (24, 0, 8, "imagenet")
+        assert (max_iter, schedule_in_epochs(cfg.solver, 205)) == (620, (620, [471, 583]))
