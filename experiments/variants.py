@@ -28,6 +28,7 @@ VARIANTS = (
     Variant("ciou_qfl_iou_cand", "CIoU+QFL+IoU branch on candidates"),
     Variant("ciou_qfl_iou_candzero", "CIoU+QFL+IoU branch on candidates, rejected to 0"),
     Variant("ciou_qfl_iou_all", "CIoU+QFL+IoU branch on all anchors (QFL)"),
+    Variant("ciou_qfl_iou_p05", "CIoU (PIoU weight 0.5)+QFL+IoU branch"),
     Variant("ciou_qfl_iou_uniform", "CIoU+QFL+IoU branch, uniform box weights"),
     Variant("ciou_vfl_iou", "CIoU+VFL+IoU branch"),
     Variant("gflv2", "GFLV2 (Table V)"),
