@@ -1,6 +1,6 @@
 """Write README.md's results table (between the results-table markers) from the committed runs.
 
-One row per dataset and variant: AP and AP50, mean ± std over seeds, the same numbers as the tables
+One row per dataset and variant (the issue-17 diagnostic variants are left to docs/results.md): AP and AP50, mean ± std over seeds, the same numbers as the tables
 of docs/results.md (both come from docs/results/runs/ through experiments/results_doc.py).
 
     python experiments/readme_table.py
@@ -28,7 +28,7 @@ def render(results_dir: Path) -> str:
     for root in ordered_datasets(results_dir):
         grid = _grid(root)
         max_iter = int(grid.get("max_iter", 0))
-        variants = [v for v in VARIANTS if (root / v.name).is_dir()]
+        variants = [v for v in VARIANTS if (root / v.name).is_dir() and not v.diagnostic]
         seeds = sorted({int(p.name[4:]) for v in variants for p in (root / v.name).glob("seed*")
                         if final_metrics(p, max_iter) is not None})
         rows, _ = collect(variants, seeds, root, max_iter)

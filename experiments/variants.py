@@ -14,6 +14,8 @@ class Variant:
     name: str
     label: str
     peer: str | None = None
+    # A one-change diagnosis of issue 17 (docs/results.md lists it, README's summary table does not).
+    diagnostic: bool = False
 
 
 VARIANTS = (
@@ -25,11 +27,11 @@ VARIANTS = (
     Variant("ciou_qfl", "CIoU+QFL"),
     Variant("ciou_vfl", "CIoU+VFL"),
     Variant("ciou_qfl_iou", "CIoU+QFL+IoU branch (Dynamic ATSS)"),
-    Variant("ciou_qfl_iou_cand", "CIoU+QFL+IoU branch on candidates"),
-    Variant("ciou_qfl_iou_candzero", "CIoU+QFL+IoU branch on candidates, rejected to 0"),
-    Variant("ciou_qfl_iou_all", "CIoU+QFL+IoU branch on all anchors (QFL)"),
-    Variant("ciou_qfl_iou_p05", "CIoU (PIoU weight 0.5)+QFL+IoU branch"),
-    Variant("ciou_qfl_iou_uniform", "CIoU+QFL+IoU branch, uniform box weights"),
+    Variant("ciou_qfl_iou_cand", "CIoU+QFL+IoU branch on candidates", diagnostic=True),
+    Variant("ciou_qfl_iou_candzero", "CIoU+QFL+IoU branch on candidates, rejected to 0", diagnostic=True),
+    Variant("ciou_qfl_iou_all", "CIoU+QFL+IoU branch on all anchors (QFL)", diagnostic=True),
+    Variant("ciou_qfl_iou_p05", "CIoU (PIoU weight 0.5)+QFL+IoU branch", diagnostic=True),
+    Variant("ciou_qfl_iou_uniform", "CIoU+QFL+IoU branch, uniform box weights", diagnostic=True),
     Variant("ciou_vfl_iou", "CIoU+VFL+IoU branch"),
     Variant("gflv2", "GFLV2 (Table V)"),
     Variant("gflv2_ciou", "GFLV2+CIoU (Table V)"),
