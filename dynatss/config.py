@@ -100,6 +100,10 @@ class AssignConfig:
     # "down" multiplies the AIoU weight by 1 - iter/max_iter.
     pred_schedule: Literal["constant", "up"] = "constant"
     anchor_schedule: Literal["constant", "down"] = "constant"
+    # Which pyramid levels may hold a GT's combined-IoU positives. "all" (the paper): any level.
+    # "anchor": only the levels its anchors choose (see dynatss.assign.atss.anchor_levels), so the
+    # anchors decide the scale and the predictions only which locations of it; a no-op for "atss".
+    levels: Literal["all", "anchor"] = "all"
     # Anchors lying mostly inside a crowd / difficult box are ignored in the classification loss.
     ignore_iof: float = 0.5
 

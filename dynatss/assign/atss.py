@@ -9,7 +9,8 @@ For every ground-truth box (GT):
      combined mean plus the weighted sum of the two stds, which is not the std of the combined
      IoU (unbiased stds, as the official code; tests/assign/test_atss.py shows the two differ);
   4. positives: candidates whose combined IoU is at or above the threshold and whose anchor centre
-     lies inside the GT;
+     lies inside the GT (with ``levels="anchor"``, not an option of the paper, also on a level the
+     anchors choose for the GT: :func:`anchor_levels`);
   5. conflicts: an anchor claimed by several GTs goes to the GT with the highest combined IoU
      (ties to the lower GT index).
 GTs are padded per image with a validity mask; nothing loops over images or boxes. With the anchor
@@ -87,6 +88,26 @@ def adaptive_threshold(
     return threshold
 
 
+def candidate_levels(candidates: Tensor, num_anchors_per_level: list[int]) -> Tensor:
+    """[B, G, K] int64: the pyramid level of each candidate anchor."""
+    level_ends = torch.tensor(num_anchors_per_level, device=candidates.device).cumsum(0)  # [L]
+    return torch.bucketize(candidates, level_ends, right=True)
+
+
+def anchor_levels(anchor_ious: Tensor, levels: Tensor, num_levels: int) -> Tensor:
+    """[B, G, K] bool: the candidate lies on a level the anchors choose for its GT.
+
+    A level is chosen when its best candidate AIoU reaches the plain ATSS threshold (mean + std of
+    the AIoUs), the levels where ATSS itself can place positives; the level of the best AIoU is
+    always chosen, so every GT keeps a level. anchor_ious, levels: [B, G, K].
+    """
+    best_per_level = anchor_ious.new_full((*anchor_ious.shape[:2], num_levels), -1.0)
+    best_per_level = best_per_level.scatter_reduce(-1, levels, anchor_ious, reduce="amax")  # [B, G, L]
+    bar = torch.minimum(_mean_plus_std(anchor_ious), anchor_ious.amax(dim=-1))  # [B, G]
+    chosen = best_per_level >= bar.unsqueeze(-1)  # [B, G, L]
+    return chosen.gather(-1, levels)
+
+
 def centers_inside(anchors: Tensor, gt_boxes: Tensor, candidates: Tensor) -> Tensor:
     """[B, G, K] bool: the candidate anchor's centre lies strictly inside its GT."""
     centers = (anchors[candidates, :2] + anchors[candidates, 2:]) / 2  # [B, G, K, 2]
@@ -136,6 +157,7 @@ def atss_assign(
     topk: int = 9,
     pred_weight: float = 1.0,
     anchor_weight: float = 1.0,
+    levels: str = "all",
     grids: Sequence[LevelGrid] | None = None,
 ) -> Assignment:
     """ATSS (``pred_boxes`` None) or Dynamic ATSS label assignment for a batch.
@@ -144,6 +166,7 @@ def atss_assign(
     gt_boxes: [B, G, 4] xyxy; gt_valid: [B, G] bool (False = padding); pred_boxes: [B, A, 4]
     boxes decoded from the detached regression output. ``pred_weight`` and ``anchor_weight`` are
     the w_p and w_a of the combined IoU (Table III); anchor_weight=0 gives "PIoU only" (Table II).
+    ``levels``: "all" (the paper) or "anchor" (positives only on the levels of :func:`anchor_levels`).
     ``grids``: the anchor generator's layout of each level (see :func:`nearest_anchors`).
     """
     num_anchors = anchors.shape[0]
@@ -151,6 +174,7 @@ def atss_assign(
     assert sum(num_anchors_per_level) == num_anchors, (num_anchors_per_level, num_anchors)
     assert gt_boxes.dim() == 3 and gt_boxes.shape[-1] == 4, gt_boxes.shape
     assert gt_valid.shape == gt_boxes.shape[:2], (gt_valid.shape, gt_boxes.shape)
+    assert levels in ("all", "anchor"), levels
     if pred_boxes is not None:
         assert pred_boxes.shape == (gt_boxes.shape[0], num_anchors, 4), pred_boxes.shape
         pred_boxes = pred_boxes.detach()
@@ -166,6 +190,9 @@ def atss_assign(
         & centers_inside(anchors, gt_boxes, candidates)
         & gt_valid.unsqueeze(-1)
     )  # [B, G, K]
+    if levels == "anchor":
+        level = candidate_levels(candidates, num_anchors_per_level)  # [B, G, K]
+        is_positive &= anchor_levels(anchor_ious, level, len(num_anchors_per_level))
     gt_index = resolve_conflicts(candidates, is_positive, combined_ious, num_anchors)  # [B, A]
 
     gt_ids = torch.arange(gt_boxes.shape[1], device=gt_boxes.device).view(1, -1, 1)

@@ -20,7 +20,7 @@ def _mean_plus_std(values: torch.Tensor) -> torch.Tensor:
 
 def reference_assign(
     anchors, num_anchors_per_level, anchors_per_location, gt_boxes, gt_valid, pred_boxes,
-    topk, pred_weight, anchor_weight,
+    topk, pred_weight, anchor_weight, levels="all",
 ):
     batch, num_gts = gt_valid.shape
     num_anchors = anchors.shape[0]
@@ -41,13 +41,14 @@ def reference_assign(
                 continue
             box = gt_boxes[b, g]
             gt_center = (box[:2] + box[2:]) / 2
-            candidates = []
+            candidates, candidate_level = [], []
             start = 0
-            for count in num_anchors_per_level:
+            for level, count in enumerate(num_anchors_per_level):
                 distances = (centers[start : start + count] - gt_center).square().sum(-1)
                 order = torch.argsort(distances, stable=True)
                 k = min(topk * anchors_per_location, count)
                 candidates += [start + int(i) for i in order[:k]]
+                candidate_level += [level] * k
                 start += count
             candidates = torch.tensor(candidates)
             anchor_ious = all_anchor_ious[candidates, g]
@@ -60,7 +61,13 @@ def reference_assign(
             if pred_weight != 0:
                 threshold += pred_weight * _mean_plus_std(pred_ious)
             thresholds[b, g] = threshold
+            # levels="anchor": a level counts when one of its AIoUs reaches ATSS's own threshold
+            # (or is the best AIoU of all, when none does).
+            bar = min(float(_mean_plus_std(anchor_ious)), float(anchor_ious.max()))
+            allowed = {candidate_level[i] for i in range(len(candidates)) if float(anchor_ious[i]) >= bar}
             for i, a in enumerate(candidates.tolist()):
+                if levels == "anchor" and candidate_level[i] not in allowed:
+                    continue
                 cx, cy = centers[a].tolist()
                 x1, y1, x2, y2 = box.tolist()
                 inside = min(cx - x1, cy - y1, x2 - cx, y2 - cy) > 0.01

@@ -6,9 +6,10 @@ import pytest
 import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from torchvision.ops import box_iou
 
 from dynatss.assign import atss_assign
-from dynatss.assign.atss import adaptive_threshold
+from dynatss.assign.atss import adaptive_threshold, anchor_levels, candidate_levels
 from dynatss.assign.candidates import _stable_smallest, nearest_anchors
 from dynatss.model.anchors import AnchorGenerator
 from tests.assign.grids import make_anchors, make_grids
@@ -47,7 +48,8 @@ def scenarios(draw):
     seed = draw(st.integers(0, 2**31 - 1))
     duplicates = draw(st.booleans())
     dtype = draw(st.sampled_from([torch.float32, torch.float64]))
-    return height, width, strides, scales, batch, max_gts, kind, topk, mode, seed, duplicates, dtype
+    levels = draw(st.sampled_from(["all", "anchor"]))
+    return height, width, strides, scales, batch, max_gts, kind, topk, mode, seed, duplicates, dtype, levels
 
 
 def _build(height, width, strides, scales, batch, max_gts, kind, seed, duplicates):
@@ -75,9 +77,9 @@ _WEIGHTS = {"atss": (None, 1.0), "dynamic": (1.0, 1.0), "piou": (1.0, 0.0), "wei
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 # One candidate (topk 1, one level): the combined IoU equals the threshold exactly, in float32.
-@example((16, 16, (8,), (8.0,), 1, 3, "normal", 1, "dynamic", 45, False, torch.float32))
+@example((16, 16, (8,), (8.0,), 1, 3, "normal", 1, "dynamic", 45, False, torch.float32, "all"))
 def test_batched_assigner_equals_reference(scenario):
-    height, width, strides, scales, batch, max_gts, kind, topk, mode, seed, duplicates, dtype = scenario
+    height, width, strides, scales, batch, max_gts, kind, topk, mode, seed, duplicates, dtype, levels = scenario
     anchors, counts, gt_boxes, gt_valid, pred_boxes = (
         t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
         for t in _build(height, width, strides, scales, batch, max_gts, kind, seed, duplicates)
@@ -86,10 +88,11 @@ def test_batched_assigner_equals_reference(scenario):
     preds = None if pred_weight is None else pred_boxes
     result = atss_assign(
         anchors, counts, gt_boxes, gt_valid, preds, topk=topk,
-        pred_weight=pred_weight or 0.0, anchor_weight=anchor_weight, grids=make_grids(height, width, strides, scales),
+        pred_weight=pred_weight or 0.0, anchor_weight=anchor_weight, levels=levels,
+        grids=make_grids(height, width, strides, scales),
     )
     expected = reference_assign(
-        anchors, counts, len(scales), gt_boxes, gt_valid, preds, topk, pred_weight or 0.0, anchor_weight
+        anchors, counts, len(scales), gt_boxes, gt_valid, preds, topk, pred_weight or 0.0, anchor_weight, levels
     )
     atol = 1e-12 if dtype == torch.float64 else 1e-6
     assert torch.equal(result.gt_index, expected[0])
@@ -180,6 +183,48 @@ def test_threshold_is_sum_of_means_and_stds_not_std_of_sum():
     assert threshold.item() == pytest.approx(expected)
     weighted = adaptive_threshold(anchor_ious, pred_ious, pred_weight=1.5, anchor_weight=0.5)
     assert weighted.item() == pytest.approx(1.5 * 0.9 + 0.5 * 0.9)
+
+
+def test_anchor_levels_by_hand():
+    # Level 0 (best AIoU 0.2) misses the ATSS threshold mean + std = 0.3167 + 0.2137; level 1 reaches it.
+    anchor_ious = torch.tensor([[[0.1, 0.2, 0.1, 0.6, 0.5, 0.4]]], dtype=torch.float64)
+    levels = torch.tensor([[[0, 0, 0, 1, 1, 1]]])
+    assert anchor_levels(anchor_ious, levels, 2).tolist() == [[[False] * 3 + [True] * 3]]
+    # No AIoU reaches mean + std = 0.375 + 0.25: the level of the best AIoU is chosen alone.
+    anchor_ious = torch.tensor([[[0.5, 0.5, 0.5, 0.0]]], dtype=torch.float64)
+    assert anchor_levels(anchor_ious, torch.tensor([[[0, 0, 0, 1]]]), 2).tolist() == [[[True] * 3 + [False]]]
+    # Two levels reach it (0.9 and 0.8 >= 0.42 + 0.35); a level with no candidate is harmless.
+    anchor_ious = torch.tensor([[[0.9, 0.1, 0.8, 0.1, 0.1, 0.1, 0.2, 0.2, 0.3]]], dtype=torch.float64)
+    levels = torch.tensor([[[0, 0, 1, 1, 1, 2, 2, 2, 2]]])
+    assert anchor_levels(anchor_ious, levels, 4).tolist() == [[[True] * 5 + [False] * 4]]
+    counts = [64, 16, 4]
+    assert candidate_levels(torch.tensor([[[0, 63, 64, 79, 80, 83]]]), counts).tolist() == [[[0, 0, 1, 1, 2, 2]]]
+
+
+def test_anchor_levels_drop_the_positives_on_other_levels_only():
+    """Good predictions from a fine level make it hold positives of large GTs under the paper's rule;
+    levels="anchor" removes those and keeps every other positive."""
+    anchors, counts = make_anchors(160, 160, strides=(8, 16, 32), scales=(4.0,))
+    generator = torch.Generator().manual_seed(1)
+    gt = _random_boxes(generator, 3 * 15, 160, 160, "normal").view(3, 15, 4)
+    valid = torch.rand(3, 15, generator=generator) < 0.7
+    # Each anchor predicts the GT it overlaps most, a few pixels off: every level regresses well.
+    best_gt = torch.stack([box_iou(anchors, gt[b]).argmax(dim=1) for b in range(3)])  # [B, A]
+    preds = gt[torch.arange(3).view(3, 1), best_gt] + torch.randn(3, len(anchors), 4, generator=generator,
+                                                                  dtype=torch.float64) * 4
+    paper = atss_assign(anchors, counts, gt, valid, preds)
+    gated = atss_assign(anchors, counts, gt, valid, preds, levels="anchor")
+    assert gated.positive.sum() < paper.positive.sum()
+    assert not (gated.positive & ~paper.positive).any()
+    plain = atss_assign(anchors, counts, gt, valid)
+    b, a = gated.positive.nonzero(as_tuple=True)
+    level = candidate_levels(a, counts)
+    for image, anchor, lv in zip(b.tolist(), a.tolist(), level.tolist()):  # test-side loop over few positives
+        gt_id = gated.gt_index[image, anchor].item()
+        plain_levels = candidate_levels(plain.candidates[image, gt_id], counts)
+        ious = box_iou(anchors[plain.candidates[image, gt_id]], gt[image, gt_id : gt_id + 1]).flatten()
+        assert ious[plain_levels == lv].max() >= min(ious.mean() + ious.std(), ious.max()) - 1e-12
+    assert torch.equal(atss_assign(anchors, counts, gt, valid, levels="anchor").gt_index, plain.gt_index)
 
 
 def test_empty_batches_and_images():
