@@ -3,7 +3,9 @@
 For a checkpoint, runs the model (eval mode, no training) on a few training batches of its own
 config's data and reports per class: positives per GT under ATSS and under combined IoUs, the mean
 AIoU and PIoU of the combined-IoU positives, and the mean classification probability (at the GT's
-class) and quality probability at those positives. Used in docs/results_analysis.md.
+class) and quality probability at those positives; then, per class and pyramid level, the positives
+per GT under ATSS, the paper's combined IoUs and combined IoUs on the anchors' levels
+(``assign.levels=anchor``). Used in docs/results_analysis.md.
 
     python experiments/assignment_by_class.py runs/grid/bccd/ciou_qfl_iou/seed0/checkpoints/last.pth
 """
@@ -16,6 +18,7 @@ import sys
 import torch
 
 from dynatss.assign import atss_assign
+from dynatss.assign.atss import candidate_levels
 from dynatss.data.loader import build_train_loader
 from dynatss.engine.build import load_split
 from dynatss.engine.trained import load_trained
@@ -32,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     stream = iter(build_train_loader(split.records, cfg.data, batch_size=cfg.solver.batch_size, seed=0))
     rows = {name: {"gts": 0, "atss": 0, "dynamic": 0, "aiou": [], "piou": [], "cls": [], "quality": []}
             for name in meta.class_names}
+    rules = ("ATSS", "combined", "combined, anchors' levels")
+    num_levels = None
+    level_counts = None  # [rules, classes, levels]
     for _ in range(args.batches):
         batch = next(stream)
         with torch.no_grad():
@@ -40,6 +46,18 @@ def main(argv: list[str] | None = None) -> int:
         boxes = batch.gt_boxes.float()
         plain = atss_assign(outputs.anchors, outputs.num_anchors_per_level, boxes, batch.gt_valid)
         dynamic = atss_assign(outputs.anchors, outputs.num_anchors_per_level, boxes, batch.gt_valid, pred)
+        gated = atss_assign(outputs.anchors, outputs.num_anchors_per_level, boxes, batch.gt_valid, pred,
+                            levels="anchor")
+        num_levels = len(outputs.num_anchors_per_level)
+        anchor_level = candidate_levels(torch.arange(len(outputs.anchors)), outputs.num_anchors_per_level)  # [A]
+        if level_counts is None:
+            level_counts = torch.zeros(len(rules), len(meta.class_names), num_levels, dtype=torch.long)
+        for rule, assignment in enumerate((plain, dynamic, gated)):
+            image, anchor = assignment.positive.nonzero(as_tuple=True)  # [P]
+            label = batch.gt_labels[image, assignment.gt_index[image, anchor]]  # [P]
+            level_counts[rule] += torch.bincount(label * num_levels + anchor_level[anchor],
+                                                 minlength=len(meta.class_names) * num_levels
+                                                 ).view(len(meta.class_names), num_levels)
         for image in range(boxes.shape[0]):
             for gt in torch.nonzero(batch.gt_valid[image]).flatten().tolist():
                 row = rows[meta.class_names[int(batch.gt_labels[image, gt])]]
@@ -60,6 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         means = [sum(v) / len(v) if v else float("nan") for v in (row["aiou"], row["piou"], row["cls"], row["quality"])]
         print(f"| {name} | {row['gts']} | {row['atss'] / row['gts']:.2f} | {row['dynamic'] / row['gts']:.2f} | "
               + " | ".join(f"{m:.3f}" for m in means) + " |")
+    print("\nPositives per GT on each level (P3 first):\n")
+    print("| class | rule | " + " | ".join(f"P{level + 3}" for level in range(num_levels)) + " |")
+    print("|---|---|" + "---:|" * num_levels)
+    for index, (name, row) in enumerate(rows.items()):
+        for rule, label in enumerate(rules):
+            if row["gts"]:
+                per_gt = level_counts[rule, index].double() / row["gts"]
+                print(f"| {name} | {label} | " + " | ".join(f"{v:.2f}" for v in per_gt.tolist()) + " |")
     return 0
 
 
