@@ -29,6 +29,14 @@ MEAN_PIOU = next(panel for panel in ASSIGN_PANELS if panel.key == "mean_piou")
 # Training-log keys summarised per variant: what the assignment did, and the regression loss.
 ASSIGNMENT_KEYS = ("pos_per_gt", "mean_aiou", "mean_piou", "loss_box")
 LAST_ITERATIONS = 50
+# The paired comparison, seed by seed: every variant of ours against ATSS, except the Table V rows
+# with combined IoUs, compared with their own head under ATSS assignment.
+PAIRED_BASELINE = "atss"
+TABLE_V_BASELINES = {"gflv2_ciou": "gflv2", "gflv2_ciou_lvl": "gflv2", "vfnet_ciou": "vfnet",
+                     "vfnet_ciou_lvl": "vfnet"}
+PAIRED_COLUMNS = ("AP", "AP50", "AP75")
+# Two-sided 95 % quantiles of Student's t by degrees of freedom (any statistics table; no scipy here).
+T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 
 def final_eval(run_dir: Path, max_iter: int) -> dict | None:
@@ -97,6 +105,41 @@ def render_per_seed(rows: list[Row]) -> str:
                  for s in seeds]
         lines.append(f"| {row.variant.label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def paired_difference(row: Row, baseline: Row, column: str) -> tuple[float, float, int, int] | None:
+    """``row`` minus ``baseline`` seed by seed, in percent, over the seeds both finished: (mean, half-width
+    of the 95 % t interval, seeds, seeds where ``row`` is ahead); None below 2 shared seeds.
+
+    The same seed gives both the same head initialisation and data order, so the per-seed differences
+    vary less than either row's AP, and a difference whose interval excludes 0 is more than seed noise.
+    """
+    seeds = sorted(set(row.metrics) & set(baseline.metrics))
+    if len(seeds) < 2 or len(seeds) - 1 not in T_95:
+        return None
+    differences = [100 * (row.metrics[s][column] - baseline.metrics[s][column]) for s in seeds]
+    half_width = T_95[len(seeds) - 1] * statistics.stdev(differences) / len(seeds) ** 0.5
+    return statistics.fmean(differences), half_width, len(seeds), sum(d > 0 for d in differences)
+
+
+def render_paired(rows: list[Row]) -> str:
+    """Markdown table: each of our variants minus its baseline (ATSS, or the same Table V head under
+    ATSS assignment), paired by seed: mean and 95 % interval."""
+    by_name = {row.variant.name: row for row in rows}
+    lines = ["| Model | against | seeds | " + " | ".join(f"{c} difference" for c in PAIRED_COLUMNS) + " | ahead at |",
+             "|---|---|---:|" + "---:|" * (len(PAIRED_COLUMNS) + 1)]
+    for row in rows:
+        baseline = by_name.get(TABLE_V_BASELINES.get(row.variant.name, PAIRED_BASELINE))
+        if baseline is None or row is baseline or row.variant.peer is not None:
+            continue
+        differences = [paired_difference(row, baseline, column) for column in PAIRED_COLUMNS]
+        if differences[0] is None:
+            continue
+        cells = [f"{d[0]:+.1f} ({d[0] - d[1]:+.1f}, {d[0] + d[1]:+.1f})" for d in differences]
+        count, ahead = differences[0][2], differences[0][3]
+        lines.append(f"| {row.variant.label} | `{baseline.variant.name}` | {count} | " + " | ".join(cells)
+                     + f" | {ahead}/{count} |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
 def render_per_class(rows: list[Row]) -> str:
@@ -228,6 +271,13 @@ def render_dataset(result: DatasetResults, doc: Path) -> list[str]:
         "Per seed:", "",
         render_per_seed(result.rows),
     ]
+    paired = render_paired(result.rows)
+    if paired:
+        lines += ["Each row against ATSS (a Table V row with combined IoUs: against its own head), seed by "
+                  "seed (percent; the same seed gives the same head initialisation and data order): mean "
+                  "difference and its 95 % t interval in brackets; an interval that contains 0 is inside "
+                  "the seed noise. `ahead at`: seeds where the row's AP is higher.", "",
+                  paired]
     per_class = render_per_class(result.rows)
     if per_class:
         lines += ["AP per class (percent, mean ± std over seeds):", "", per_class]

@@ -19,7 +19,14 @@ from experiments.ablation import (
     run_grid,
     variant_overrides,
 )
-from experiments.results_doc import Row, collect, render_table, write_results
+from experiments.results_doc import (
+    Row,
+    collect,
+    paired_difference,
+    render_paired,
+    render_table,
+    write_results,
+)
 from experiments.variants import VARIANTS, find_variants
 
 COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -181,3 +188,26 @@ def test_readme_table_has_a_row_per_dataset_and_finished_variant(tmp_path):
     assert lines[3] == f"| aquarium | ATSS (AIoUs, focal, centerness) | 2 | 32.0 ± {100 * statistics.stdev([0.3, 0.34]):.1f} | " \
                        f"52.0 ± {100 * statistics.stdev([0.5, 0.54]):.1f} | 2.0 |"
     assert len(lines) == 4
+
+
+def test_paired_difference_against_atss_by_hand():
+    atss, full, fcos, gfl, gfl_ciou = find_variants(["atss", "ciou_qfl_iou", "tv_fcos", "gflv2", "gflv2_ciou"])
+    baseline = Row(atss, [0, 1, 2], metrics={0: _metrics(0.50), 1: _metrics(0.52), 2: _metrics(0.55)})
+    # Differences 0.00, +0.02, +0.01 on the shared seeds; seed 3 has no ATSS run and is left out.
+    row = Row(full, [0, 1, 2, 3], metrics={0: _metrics(0.50), 1: _metrics(0.54), 2: _metrics(0.56),
+                                           3: _metrics(0.90)})
+    mean, half_width, count, ahead = paired_difference(row, baseline, "AP")
+    assert count == 3 and ahead == 2
+    assert math.isclose(mean, 1.0)
+    assert math.isclose(half_width, 4.303 * 1.0 / math.sqrt(3))  # sample std of (0, 2, 1) is 1
+    assert paired_difference(Row(full, [0], metrics={0: _metrics(0.6)}), baseline, "AP") is None
+    gfl_row = Row(gfl, [0, 1], metrics={0: _metrics(0.40), 1: _metrics(0.44)})
+    gfl_ciou_row = Row(gfl_ciou, [0, 1], metrics={0: _metrics(0.41), 1: _metrics(0.46)})
+    table = render_paired([baseline, row, Row(fcos, [0, 1, 2], metrics=baseline.metrics), gfl_row, gfl_ciou_row])
+    lines = [line.split("|") for line in table.splitlines()]
+    assert len(lines) == 5  # header, rule, ours, GFLV2 against ATSS, GFLV2+CIoU against GFLV2: no peer
+    assert lines[2][2].strip() == "`atss`" and lines[2][3].strip() == "3"
+    assert lines[2][4].strip() == f"+1.0 ({1 - 4.303 / math.sqrt(3):+.1f}, {1 + 4.303 / math.sqrt(3):+.1f})"
+    assert lines[2][-2].strip() == "2/3"
+    assert lines[4][1].strip() == gfl_ciou.label and lines[4][2].strip() == "`gflv2`"
+    assert lines[4][4].strip().startswith("+1.5 (")  # differences +1 and +2 on seeds 0 and 1
