@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dynatss.assign.atss import atss_assign, candidate_ious, centers_inside
+from dynatss.assign.atss import atss_assign, candidate_ious, candidate_levels, centers_inside
 from dynatss.assign.candidates import nearest_anchors
 from dynatss.model.anchors import LevelGrid
 
@@ -63,10 +63,12 @@ def trace_assignment(
     topk: int,
     pred_weight: float,
     anchor_weight: float,
+    levels: str = "all",
     grids: list[LevelGrid] | tuple[LevelGrid, ...] | None = None,
 ) -> AssignmentTrace:
     """ATSS and combined-IoU assignment of ``gt_boxes`` [G, 4] given ``anchors`` [A, 4] and the
-    predicted boxes [A, 4] of one image (``pred_weight``, ``anchor_weight``: w_p and w_a)."""
+    predicted boxes [A, 4] of one image (``pred_weight``, ``anchor_weight``: w_p and w_a; ``levels``:
+    the run's ``assign.levels``)."""
     gt = gt_boxes.unsqueeze(0).float()  # [1, G, 4]
     preds = pred_boxes.unsqueeze(0).float()  # [1, A, 4]
     valid = torch.ones(gt.shape[:2], dtype=torch.bool, device=gt.device)  # [1, G]
@@ -75,15 +77,14 @@ def trace_assignment(
     atss = atss_assign(anchors, num_anchors_per_level, gt, valid, None, topk=topk,
                        anchor_weight=ATSS_ANCHOR_WEIGHT, grids=grids)
     dynamic = atss_assign(anchors, num_anchors_per_level, gt, valid, preds, topk=topk,
-                          pred_weight=pred_weight, anchor_weight=anchor_weight, grids=grids)
+                          pred_weight=pred_weight, anchor_weight=anchor_weight, levels=levels, grids=grids)
     gt_ids = torch.arange(gt.shape[1], device=gt.device).view(1, -1, 1)  # [1, G, 1]
-    level_starts = torch.tensor(num_anchors_per_level, device=anchors.device).cumsum(0)  # [L]
     return AssignmentTrace(
         gt_boxes=gt_boxes.float(),
         anchors=anchors,
         pred_boxes=pred_boxes.float(),
         candidates=candidates[0],
-        levels=torch.bucketize(candidates[0], level_starts, right=True),
+        levels=candidate_levels(candidates[0], num_anchors_per_level),
         anchor_ious=anchor_ious[0],
         pred_ious=pred_ious[0],
         combined_ious=(pred_weight * pred_ious + anchor_weight * anchor_ious)[0],

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from torchvision.io import decode_image
+from torchvision.ops import box_iou
 
 from dynatss.assign import atss_assign
 from dynatss.cli.main import main
@@ -62,6 +63,27 @@ def test_trace_equals_atss_assign_gt_by_gt():
     assert trace.center_inside[trace.dynamic_positive | trace.atss_positive].all()
     assert not torch.equal(trace.atss_positive, trace.dynamic_positive)
     assert trace.levels.tolist() == [[0] * TOPK + [1] * TOPK] * 2
+
+
+def test_trace_follows_the_runs_level_rule():
+    """With assign.levels=anchor the figure shows what training assigns, not the paper's rule."""
+    anchors, counts = make_anchors(160, 160, strides=(8, 16, 32), scales=(4.0,), dtype=torch.float32)
+    generator = torch.Generator().manual_seed(3)
+    centers, sides = torch.rand(6, 2, generator=generator) * 100 + 30, torch.rand(6, 1, generator=generator) * 60 + 40
+    gt_boxes = torch.cat([centers - sides / 2, centers + sides / 2], dim=1)  # [G, 4], 40-100 px
+    # Every anchor predicts the GT it overlaps most, a few pixels off: fine levels regress large GTs.
+    pred_boxes = gt_boxes[box_iou(anchors, gt_boxes).argmax(dim=1)] + torch.randn(len(anchors), 4, generator=generator) * 4
+    valid = torch.ones(1, 6, dtype=torch.bool)
+    shown = {}
+    for levels in ("all", "anchor"):
+        trace = trace_assignment(anchors, counts, gt_boxes, pred_boxes, topk=9, pred_weight=1.0, anchor_weight=1.0,
+                                 levels=levels)
+        dynamic = atss_assign(anchors, counts, gt_boxes[None], valid, pred_boxes[None], levels=levels)
+        shown[levels] = int(trace.dynamic_positive.sum())
+        for g in range(6):
+            positives = sorted(trace.candidates[g][trace.dynamic_positive[g]].tolist())
+            assert positives == sorted((dynamic.gt_index[0] == g).nonzero().flatten().tolist())
+    assert shown["anchor"] < shown["all"]  # the case tells the two rules apart
 
 
 def test_json_numbers_are_the_traced_ones():
