@@ -2,7 +2,8 @@
 
 Convergence (each of our variants): the sample std of AP over seeds is at most 2 AP and no seed falls
 more than 3 AP below the variant's mean. Method: the full Dynamic ATSS recipe's mean AP is at least
-ATSS's and at least 3 AP above torchvision FCOS's. Table V pairs: each head with combined IoUs at least
+ATSS's and at least 3 AP above torchvision FCOS's, and no class's mean AP is more than 2 AP below
+the same class under ATSS. Table V pairs: each head with combined IoUs at least
 matches itself without, and VFNet is within 3 AP of ATSS. A check whose rows are missing is left out.
 """
 
@@ -15,6 +16,7 @@ from typing import Protocol
 MAX_STD = 2.0  # AP points
 MAX_DROP = 3.0  # AP points below the variant's mean, for any seed
 FCOS_MARGIN = 3.0  # AP points the full method must clear torchvision FCOS by
+CLASS_MARGIN = 2.0  # AP points a class of the full method may trail the same class under ATSS by
 VFNET_MARGIN = 3.0  # AP points VFNet may trail ATSS by
 TOLERANCE = 1e-6  # AP points: a bar met exactly is met, whatever the float rounding of fraction x 100
 FULL = "ciou_qfl_iou"
@@ -29,6 +31,9 @@ class _Row(Protocol):
 
     @property
     def metrics(self) -> dict[int, dict[str, float]]: ...
+
+    @property
+    def per_class(self) -> dict[int, dict[str, float]]: ...
 
 
 @dataclass(frozen=True)
@@ -74,12 +79,39 @@ def at_least(rows: dict[str, _Row], better: str, worse: str, margin: float = 0.0
                  mean_better + TOLERANCE >= mean_worse + margin)
 
 
+def class_means(row: _Row) -> dict[str, float]:
+    """Mean AP in percent of each class over the seeds that logged it (COCO's -1 left out)."""
+    values: dict[str, list[float]] = {}
+    for per_class in row.per_class.values():
+        for name, ap in per_class.items():
+            if isinstance(ap, float) and ap >= 0:
+                values.setdefault(name, []).append(100 * ap)
+    return {name: statistics.fmean(aps) for name, aps in values.items()}
+
+
+def no_class_behind(rows: dict[str, _Row], row: str, baseline: str, margin: float) -> Check | None:
+    """Every class's mean AP under ``row`` >= the same class's under ``baseline`` - margin; None
+    without per-class results for two or more classes."""
+    if row not in rows or baseline not in rows:
+        return None
+    mine, theirs = class_means(rows[row]), class_means(rows[baseline])
+    shared = [name for name in theirs if name in mine]
+    if len(shared) < 2:
+        return None
+    worst = min(shared, key=lambda name: mine[name] - theirs[name])
+    gap = mine[worst] - theirs[worst]
+    return Check(f"no class of {rows[row].variant.label} more than {margin:g} below {rows[baseline].variant.label}",
+                 f"worst class {worst}: {mine[worst]:.1f} vs {theirs[worst]:.1f} ({gap:+.1f})",
+                 gap + TOLERANCE >= -margin)
+
+
 def dataset_checks(rows: list[_Row]) -> list[Check]:
     """Every bar whose rows were run on this dataset, in the issue's order."""
     by_name = {row.variant.name: row for row in rows}
     checks = [convergence(by_name[name]) for name in CONVERGENCE_VARIANTS if name in by_name]
     checks += [
         at_least(by_name, FULL, "atss"),
+        no_class_behind(by_name, FULL, "atss", CLASS_MARGIN),
         at_least(by_name, FULL, "tv_fcos", FCOS_MARGIN),
         at_least(by_name, "gflv2_ciou", "gflv2"),
         at_least(by_name, "vfnet_ciou", "vfnet"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from experiments.results_checks import at_least, convergence, dataset_checks, render_checks
+from experiments.results_checks import at_least, convergence, dataset_checks, no_class_behind, render_checks
 from experiments.results_doc import Row, render_per_class
 from experiments.variants import VARIANTS_BY_NAME
 
@@ -52,6 +52,21 @@ def test_dataset_checks_and_table_list_only_what_was_run():
     table = render_checks(checks)
     assert table.count("\n") == 7 and "**no**" in table
     assert render_checks([]) == ""
+
+
+def test_no_class_behind_compares_class_means_over_seeds():
+    classes = [{"Platelets": 0.44, "RBC": 0.57}, {"Platelets": 0.46, "RBC": 0.57}]  # ATSS: 45.0, 57.0
+    rows = {"atss": _row("atss", [55.0, 56.0], classes)}
+    rows["ciou_qfl_iou"] = _row("ciou_qfl_iou", [55.0, 56.0], [{"Platelets": 0.43, "RBC": 0.60},
+                                                               {"Platelets": 0.43, "RBC": 0.60}])
+    check = no_class_behind(rows, "ciou_qfl_iou", "atss", 2.0)
+    assert check.met and "Platelets: 43.0 vs 45.0 (-2.0)" in check.measured  # exactly 2 behind is met
+    rows["ciou_qfl_iou"].per_class[1] = {"Platelets": 0.42, "RBC": 0.60, "WBC": -1.0}  # mean 42.5: 2.5 behind
+    check = no_class_behind(rows, "ciou_qfl_iou", "atss", 2.0)
+    assert not check.met and "(-2.5)" in check.measured
+    assert no_class_behind({"atss": _row("atss", [50.0], [{"car": 0.5}]),
+                            "ciou_qfl_iou": _row("ciou_qfl_iou", [50.0], [{"car": 0.4}])},
+                           "ciou_qfl_iou", "atss", 2.0) is None  # one class: AP already says it
 
 
 def test_per_class_table_averages_seeds_and_skips_single_class_data():
