@@ -115,10 +115,11 @@ def paired_difference(row: Row, baseline: Row, column: str) -> tuple[float, floa
     vary less than either row's AP, and a difference whose interval excludes 0 is more than seed noise.
     """
     seeds = sorted(set(row.metrics) & set(baseline.metrics))
-    if len(seeds) < 2 or len(seeds) - 1 not in T_95:
+    if len(seeds) < 2:
         return None
     differences = [100 * (row.metrics[s][column] - baseline.metrics[s][column]) for s in seeds]
-    half_width = T_95[len(seeds) - 1] * statistics.stdev(differences) / len(seeds) ** 0.5
+    quantile = T_95[min(len(seeds) - 1, max(T_95))]  # beyond the table: its last value, a little wide
+    half_width = quantile * statistics.stdev(differences) / len(seeds) ** 0.5
     return statistics.fmean(differences), half_width, len(seeds), sum(d > 0 for d in differences)
 
 
