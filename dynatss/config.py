@@ -104,6 +104,11 @@ class AssignConfig:
     # "anchor": only the levels its anchors choose (see dynatss.assign.atss.anchor_levels), so the
     # anchors decide the scale and the predictions only which locations of it; a no-op for "atss".
     levels: Literal["all", "anchor"] = "all"
+    # How many combined-IoU positives a GT keeps. "threshold" (the paper): every candidate at or
+    # above the threshold. "atss": at most as many as plain ATSS gives it (AIoU >= mean + std, at
+    # least 1), those with the highest combined IoU: the anchors decide how many, the predictions
+    # which (issue 17: combined IoUs give more positives per GT than ATSS, with lower AIoUs).
+    max_positives: Literal["threshold", "atss"] = "threshold"
     # Anchors lying mostly inside a crowd / difficult box are ignored in the classification loss.
     ignore_iof: float = 0.5
 

@@ -10,7 +10,9 @@ For every ground-truth box (GT):
      IoU (unbiased stds, as the official code; tests/assign/test_atss.py shows the two differ);
   4. positives: candidates whose combined IoU is at or above the threshold and whose anchor centre
      lies inside the GT (with ``levels="anchor"``, not an option of the paper, also on a level the
-     anchors choose for the GT: :func:`anchor_levels`);
+     anchors choose for the GT: :func:`anchor_levels`; with ``max_positives="atss"``, also not an
+     option of the paper, a GT keeps at most as many of them as plain ATSS would give it, those with
+     the highest combined IoU: :func:`keep_top`);
   5. conflicts: an anchor claimed by several GTs goes to the GT with the highest combined IoU
      (ties to the lower GT index).
 GTs are padded per image with a validity mask; nothing loops over images or boxes. With the anchor
@@ -108,6 +110,21 @@ def anchor_levels(anchor_ious: Tensor, levels: Tensor, num_levels: int) -> Tenso
     return chosen.gather(-1, levels)
 
 
+def atss_counts(anchor_ious: Tensor, inside: Tensor) -> Tensor:
+    """[B, G] int64: how many positives plain ATSS gives each GT (AIoU >= mean + std, centre inside),
+    at least 1. anchor_ious, inside: [B, G, K]."""
+    passes = anchor_ious >= _mean_plus_std(anchor_ious).unsqueeze(-1)  # [B, G, K]
+    return (passes & inside).sum(dim=-1).clamp(min=1)
+
+
+def keep_top(scores: Tensor, is_positive: Tensor, counts: Tensor) -> Tensor:
+    """[B, G, K] bool: the ``counts`` [B, G] positives of each GT with the highest ``scores`` [B, G, K]
+    (ties to the earlier candidate); the others are dropped."""
+    order = scores.masked_fill(~is_positive, float("-inf")).argsort(dim=-1, descending=True, stable=True)
+    rank = order.argsort(dim=-1)  # [B, G, K]: 0 for each GT's best candidate
+    return is_positive & (rank < counts.unsqueeze(-1))
+
+
 def centers_inside(anchors: Tensor, gt_boxes: Tensor, candidates: Tensor) -> Tensor:
     """[B, G, K] bool: the candidate anchor's centre lies strictly inside its GT."""
     centers = (anchors[candidates, :2] + anchors[candidates, 2:]) / 2  # [B, G, K, 2]
@@ -158,6 +175,7 @@ def atss_assign(
     pred_weight: float = 1.0,
     anchor_weight: float = 1.0,
     levels: str = "all",
+    max_positives: str = "threshold",
     grids: Sequence[LevelGrid] | None = None,
 ) -> Assignment:
     """ATSS (``pred_boxes`` None) or Dynamic ATSS label assignment for a batch.
@@ -167,6 +185,8 @@ def atss_assign(
     boxes decoded from the detached regression output. ``pred_weight`` and ``anchor_weight`` are
     the w_p and w_a of the combined IoU (Table III); anchor_weight=0 gives "PIoU only" (Table II).
     ``levels``: "all" (the paper) or "anchor" (positives only on the levels of :func:`anchor_levels`).
+    ``max_positives``: "threshold" (the paper: every candidate at or above it) or "atss" (at most
+    :func:`atss_counts` per GT, chosen by combined IoU: :func:`keep_top`).
     ``grids``: the anchor generator's layout of each level (see :func:`nearest_anchors`).
     """
     num_anchors = anchors.shape[0]
@@ -175,6 +195,7 @@ def atss_assign(
     assert gt_boxes.dim() == 3 and gt_boxes.shape[-1] == 4, gt_boxes.shape
     assert gt_valid.shape == gt_boxes.shape[:2], (gt_valid.shape, gt_boxes.shape)
     assert levels in ("all", "anchor"), levels
+    assert max_positives in ("threshold", "atss"), max_positives
     if pred_boxes is not None:
         assert pred_boxes.shape == (gt_boxes.shape[0], num_anchors, 4), pred_boxes.shape
         pred_boxes = pred_boxes.detach()
@@ -185,14 +206,13 @@ def atss_assign(
     anchor_ious, pred_ious = candidate_ious(anchors, pred_boxes, gt_boxes, candidates)
     combined_ious = pred_weight * pred_ious + anchor_weight * anchor_ious  # [B, G, K]
     threshold = adaptive_threshold(anchor_ious, pred_ious, pred_weight, anchor_weight)  # [B, G]
-    is_positive = (
-        (combined_ious >= threshold.unsqueeze(-1))
-        & centers_inside(anchors, gt_boxes, candidates)
-        & gt_valid.unsqueeze(-1)
-    )  # [B, G, K]
+    inside = centers_inside(anchors, gt_boxes, candidates)  # [B, G, K]
+    is_positive = (combined_ious >= threshold.unsqueeze(-1)) & inside & gt_valid.unsqueeze(-1)  # [B, G, K]
     if levels == "anchor":
         level = candidate_levels(candidates, num_anchors_per_level)  # [B, G, K]
         is_positive &= anchor_levels(anchor_ious, level, len(num_anchors_per_level))
+    if max_positives == "atss":
+        is_positive = keep_top(combined_ious, is_positive, atss_counts(anchor_ious, inside))
     gt_index = resolve_conflicts(candidates, is_positive, combined_ious, num_anchors)  # [B, A]
 
     gt_ids = torch.arange(gt_boxes.shape[1], device=gt_boxes.device).view(1, -1, 1)

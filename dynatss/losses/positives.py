@@ -61,7 +61,8 @@ def assign_positives(config: AssignConfig, anchors: Tensor, num_anchors_per_leve
     assignment = atss_assign(
         anchors, num_anchors_per_level, batch.gt_boxes, batch.gt_valid,
         None if config.mode == "atss" else pred_boxes.detach(),
-        topk=config.topk, pred_weight=pred_weight, anchor_weight=anchor_weight, levels=config.levels, grids=grids,
+        topk=config.topk, pred_weight=pred_weight, anchor_weight=anchor_weight, levels=config.levels,
+        max_positives=config.max_positives, grids=grids,
     )
     image_index, anchor_index = assignment.positive.nonzero(as_tuple=True)  # [P], [P]
     gt_index = assignment.gt_index[image_index, anchor_index]  # [P]

@@ -64,11 +64,12 @@ def trace_assignment(
     pred_weight: float,
     anchor_weight: float,
     levels: str = "all",
+    max_positives: str = "threshold",
     grids: list[LevelGrid] | tuple[LevelGrid, ...] | None = None,
 ) -> AssignmentTrace:
     """ATSS and combined-IoU assignment of ``gt_boxes`` [G, 4] given ``anchors`` [A, 4] and the
-    predicted boxes [A, 4] of one image (``pred_weight``, ``anchor_weight``: w_p and w_a; ``levels``:
-    the run's ``assign.levels``)."""
+    predicted boxes [A, 4] of one image (``pred_weight``, ``anchor_weight``: w_p and w_a; ``levels``,
+    ``max_positives``: the run's ``assign.levels`` and ``assign.max_positives``)."""
     gt = gt_boxes.unsqueeze(0).float()  # [1, G, 4]
     preds = pred_boxes.unsqueeze(0).float()  # [1, A, 4]
     valid = torch.ones(gt.shape[:2], dtype=torch.bool, device=gt.device)  # [1, G]
@@ -77,7 +78,8 @@ def trace_assignment(
     atss = atss_assign(anchors, num_anchors_per_level, gt, valid, None, topk=topk,
                        anchor_weight=ATSS_ANCHOR_WEIGHT, grids=grids)
     dynamic = atss_assign(anchors, num_anchors_per_level, gt, valid, preds, topk=topk,
-                          pred_weight=pred_weight, anchor_weight=anchor_weight, levels=levels, grids=grids)
+                          pred_weight=pred_weight, anchor_weight=anchor_weight, levels=levels,
+                          max_positives=max_positives, grids=grids)
     gt_ids = torch.arange(gt.shape[1], device=gt.device).view(1, -1, 1)  # [1, G, 1]
     return AssignmentTrace(
         gt_boxes=gt_boxes.float(),

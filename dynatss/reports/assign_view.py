@@ -137,7 +137,8 @@ def view_assignment(detector: Detector, image_path: Path, truth: GroundTruth, ou
     pred_weight, anchor_weight = dynamic_weights(cfg)
     trace = trace_assignment(outputs.anchors.float(), outputs.num_anchors_per_level, gt_input.to(device), pred_boxes,
                              topk=cfg.assign.topk, pred_weight=pred_weight, anchor_weight=anchor_weight,
-                             levels=cfg.assign.levels, grids=outputs.level_grids)
+                             levels=cfg.assign.levels, max_positives=cfg.assign.max_positives,
+                             grids=outputs.level_grids)
     trace = _on_cpu(trace)
     shown = gts if gts is not None else sorted(most_changed_gts(trace, max_gts))
     stem = image_path.stem

@@ -38,7 +38,8 @@ METRIC_DECIMALS = 3  # COCO metrics are fractions in [0, 1]
 # The settings that tell runs apart (paper Tables I-V), shown at the top of the report.
 SUMMARY_KEYS = (
     "model.backbone", "model.quality", "assign.mode", "assign.topk", "assign.pred_weight",
-    "assign.anchor_weight", "assign.pred_schedule", "assign.anchor_schedule", "assign.levels", "loss.classification",
+    "assign.anchor_weight", "assign.pred_schedule", "assign.anchor_schedule", "assign.levels",
+    "assign.max_positives", "loss.classification",
     "loss.box_weight", "solver.max_iter", "solver.batch_size", "solver.base_lr", "solver.schedule",
     "solver.amp", "data.format", "data.root", "data.test_min_size", "train.seed",
 )  # fmt: skip

@@ -20,7 +20,7 @@ def _mean_plus_std(values: torch.Tensor) -> torch.Tensor:
 
 def reference_assign(
     anchors, num_anchors_per_level, anchors_per_location, gt_boxes, gt_valid, pred_boxes,
-    topk, pred_weight, anchor_weight, levels="all",
+    topk, pred_weight, anchor_weight, levels="all", max_positives="threshold",
 ):
     batch, num_gts = gt_valid.shape
     num_anchors = anchors.shape[0]
@@ -65,15 +65,25 @@ def reference_assign(
             # (or is the best AIoU of all, when none does).
             bar = min(float(_mean_plus_std(anchor_ious)), float(anchor_ious.max()))
             allowed = {candidate_level[i] for i in range(len(candidates)) if float(anchor_ious[i]) >= bar}
-            for i, a in enumerate(candidates.tolist()):
-                if levels == "anchor" and candidate_level[i] not in allowed:
-                    continue
-                cx, cy = centers[a].tolist()
-                x1, y1, x2, y2 = box.tolist()
-                inside = min(cx - x1, cy - y1, x2 - cx, y2 - cy) > 0.01
+            x1, y1, x2, y2 = box.tolist()
+            inside = [min(cx - x1, cy - y1, x2 - cx, y2 - cy) > 0.01 for cx, cy in centers[candidates].tolist()]
+            passing = [
+                i for i in range(len(candidates))
+                if inside[i] and bool(combined[i] >= threshold)
+                and (levels == "all" or candidate_level[i] in allowed)
+            ]
+            if max_positives == "atss":
+                # At most as many as plain ATSS gives this GT (at least 1), the highest combined IoUs
+                # first, ties to the earlier candidate.
+                atss_count = sum(
+                    1 for i in range(len(candidates)) if inside[i] and bool(anchor_ious[i] >= _mean_plus_std(anchor_ious))
+                )
+                passing = sorted(passing, key=lambda i: (-float(combined[i]), i))[: max(atss_count, 1)]
+            for i in passing:
+                a = int(candidates[i])
                 value = float(combined[i])
                 # Strictly greater: on equal combined IoU the lower GT index keeps the anchor.
-                if inside and bool(combined[i] >= threshold) and value > best[a]:
+                if value > best[a]:
                     best[a] = value
                     gt_index[b, a] = g
                     anchor_ious_out[b, a] = anchor_ious[i]

@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from torchvision.ops import box_iou
 
 from dynatss.assign import atss_assign
-from dynatss.assign.atss import adaptive_threshold, anchor_levels, candidate_levels
+from dynatss.assign.atss import (
+    adaptive_threshold, anchor_levels, atss_counts, candidate_ious, candidate_levels, centers_inside, keep_top,
+)
 from dynatss.assign.candidates import _stable_smallest, nearest_anchors
 from dynatss.model.anchors import AnchorGenerator
 from tests.assign.grids import make_anchors, make_grids
@@ -49,7 +51,8 @@ def scenarios(draw):
     duplicates = draw(st.booleans())
     dtype = draw(st.sampled_from([torch.float32, torch.float64]))
     levels = draw(st.sampled_from(["all", "anchor"]))
-    return height, width, strides, scales, batch, max_gts, kind, topk, mode, seed, duplicates, dtype, levels
+    max_positives = draw(st.sampled_from(["threshold", "atss"]))
+    return height, width, strides, scales, batch, max_gts, kind, topk, mode, seed, duplicates, dtype, levels, max_positives
 
 
 def _build(height, width, strides, scales, batch, max_gts, kind, seed, duplicates):
@@ -77,9 +80,11 @@ _WEIGHTS = {"atss": (None, 1.0), "dynamic": (1.0, 1.0), "piou": (1.0, 0.0), "wei
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 # One candidate (topk 1, one level): the combined IoU equals the threshold exactly, in float32.
-@example((16, 16, (8,), (8.0,), 1, 3, "normal", 1, "dynamic", 45, False, torch.float32, "all"))
+@example((16, 16, (8,), (8.0,), 1, 3, "normal", 1, "dynamic", 45, False, torch.float32, "all", "threshold"))
 def test_batched_assigner_equals_reference(scenario):
-    height, width, strides, scales, batch, max_gts, kind, topk, mode, seed, duplicates, dtype, levels = scenario
+    height, width, strides, scales, batch, max_gts, kind, topk, mode, seed, duplicates, dtype, levels, max_positives = (
+        scenario
+    )
     anchors, counts, gt_boxes, gt_valid, pred_boxes = (
         t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
         for t in _build(height, width, strides, scales, batch, max_gts, kind, seed, duplicates)
@@ -88,11 +93,12 @@ def test_batched_assigner_equals_reference(scenario):
     preds = None if pred_weight is None else pred_boxes
     result = atss_assign(
         anchors, counts, gt_boxes, gt_valid, preds, topk=topk,
-        pred_weight=pred_weight or 0.0, anchor_weight=anchor_weight, levels=levels,
+        pred_weight=pred_weight or 0.0, anchor_weight=anchor_weight, levels=levels, max_positives=max_positives,
         grids=make_grids(height, width, strides, scales),
     )
     expected = reference_assign(
-        anchors, counts, len(scales), gt_boxes, gt_valid, preds, topk, pred_weight or 0.0, anchor_weight, levels
+        anchors, counts, len(scales), gt_boxes, gt_valid, preds, topk, pred_weight or 0.0, anchor_weight, levels,
+        max_positives,
     )
     atol = 1e-12 if dtype == torch.float64 else 1e-6
     assert torch.equal(result.gt_index, expected[0])
@@ -225,6 +231,61 @@ def test_anchor_levels_drop_the_positives_on_other_levels_only():
         ious = box_iou(anchors[plain.candidates[image, gt_id]], gt[image, gt_id : gt_id + 1]).flatten()
         assert ious[plain_levels == lv].max() >= min(ious.mean() + ious.std(), ious.max()) - 1e-12
     assert torch.equal(atss_assign(anchors, counts, gt, valid, levels="anchor").gt_index, plain.gt_index)
+
+
+def test_atss_counts_and_keep_top_by_hand():
+    # AIoUs 0.1, 0.2, 0.1, 0.6, 0.5, 0.4: mean + std = 0.3167 + 0.2137 = 0.530, reached by 0.6 alone.
+    anchor_ious = torch.tensor([[[0.1, 0.2, 0.1, 0.6, 0.5, 0.4]]], dtype=torch.float64)
+    inside = torch.ones(1, 1, 6, dtype=torch.bool)
+    assert atss_counts(anchor_ious, inside).tolist() == [[1]]
+    # Without the centre inside it gives none, and the count stays 1 so that the GT keeps a positive.
+    assert atss_counts(anchor_ious, torch.tensor([[[True] * 3 + [False] * 3]])).tolist() == [[1]]
+    # Two of the same value both reach mean + std = 0.3333 + 0.3615.
+    assert atss_counts(torch.tensor([[[0.1, 0.8, 0.1, 0.8, 0.1, 0.1]]], dtype=torch.float64),
+                       torch.ones(1, 1, 6, dtype=torch.bool)).tolist() == [[2]]
+    scores = torch.tensor([[[0.9, 1.3, 0.2, 1.3, 1.1], [0.5, 0.4, 0.3, 0.2, 0.1]]])
+    positive = torch.tensor([[[True, True, False, True, True], [False, True, True, True, False]]])
+    counts = torch.tensor([[2, 5]])
+    # GT 0: the two best positives are candidates 1 and 3 (1.3 each, ties by order); candidate 2's
+    # score is not a positive's. GT 1: fewer positives than its count keeps all three.
+    kept = keep_top(scores, positive, counts)
+    assert kept.tolist() == [[[False, True, False, True, False], [False, True, True, True, False]]]
+    assert keep_top(scores, positive, torch.tensor([[1, 1]])).tolist() == [
+        [[False, True, False, False, False], [False, True, False, False, False]]]
+
+
+def test_max_positives_atss_caps_each_gt_at_the_atss_count():
+    """Good predictions give combined-IoU positives beyond ATSS's count; max_positives="atss" keeps,
+    per GT, ATSS's number of them, the highest combined IoUs, and nothing the paper's rule rejects."""
+    anchors, counts = make_anchors(160, 160, strides=(8, 16, 32), scales=(4.0,))
+    generator = torch.Generator().manual_seed(1)
+    gt = _random_boxes(generator, 3 * 15, 160, 160, "normal").view(3, 15, 4)
+    valid = torch.rand(3, 15, generator=generator) < 0.7
+    best_gt = torch.stack([box_iou(anchors, gt[b]).argmax(dim=1) for b in range(3)])  # [B, A]
+    preds = gt[torch.arange(3).view(3, 1), best_gt] + torch.randn(3, len(anchors), 4, generator=generator,
+                                                                  dtype=torch.float64) * 4
+    paper = atss_assign(anchors, counts, gt, valid, preds)
+    capped = atss_assign(anchors, counts, gt, valid, preds, max_positives="atss")
+    plain = atss_assign(anchors, counts, gt, valid)
+    assert not (capped.positive & ~paper.positive).any()
+    gt_ids = torch.arange(15).view(1, 15, 1)
+    per_gt = {name: (result.gt_index.unsqueeze(1) == gt_ids).sum(-1) for name, result in   # [B, G]
+              (("paper", paper), ("capped", capped), ("plain", plain))}
+    assert (per_gt["paper"] > per_gt["plain"]).any()  # the case has GTs the cap applies to
+    # Before conflicts, ATSS's count of a GT is its candidates at or above mean + std with the centre inside.
+    anchor_ious, _ = candidate_ious(anchors, None, gt, plain.candidates)  # [B, G, K]
+    atss_count = atss_counts(anchor_ious, centers_inside(anchors, gt, plain.candidates))  # [B, G]
+    assert (per_gt["capped"] <= atss_count).all() and (per_gt["plain"] <= atss_count).all()
+    assert per_gt["capped"].sum() < per_gt["paper"].sum()
+    # Each GT keeps its best combined IoUs: a kept positive beats every dropped one of the same GT
+    # that no other GT took.
+    combined = capped.anchor_ious + capped.pred_ious  # [B, A] of the kept positives
+    for b, g in (per_gt["capped"] < per_gt["paper"]).nonzero().tolist():  # test-side loop over few GTs
+        kept = capped.gt_index[b] == g
+        dropped = (paper.gt_index[b] == g) & ~kept
+        assert combined[b][kept].min() >= (paper.anchor_ious + paper.pred_ious)[b][dropped].max() - 1e-12
+    # For plain ATSS it changes nothing.
+    assert torch.equal(atss_assign(anchors, counts, gt, valid, max_positives="atss").gt_index, plain.gt_index)
 
 
 def test_empty_batches_and_images():

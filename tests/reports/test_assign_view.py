@@ -66,7 +66,8 @@ def test_trace_equals_atss_assign_gt_by_gt():
 
 
 def test_trace_follows_the_runs_level_rule():
-    """With assign.levels=anchor the figure shows what training assigns, not the paper's rule."""
+    """With assign.levels=anchor or assign.max_positives=atss the figure shows what training assigns,
+    not the paper's rule."""
     anchors, counts = make_anchors(160, 160, strides=(8, 16, 32), scales=(4.0,), dtype=torch.float32)
     generator = torch.Generator().manual_seed(3)
     centers, sides = torch.rand(6, 2, generator=generator) * 100 + 30, torch.rand(6, 1, generator=generator) * 60 + 40
@@ -75,15 +76,18 @@ def test_trace_follows_the_runs_level_rule():
     pred_boxes = gt_boxes[box_iou(anchors, gt_boxes).argmax(dim=1)] + torch.randn(len(anchors), 4, generator=generator) * 4
     valid = torch.ones(1, 6, dtype=torch.bool)
     shown = {}
-    for levels in ("all", "anchor"):
+    for levels, max_positives in (("all", "threshold"), ("anchor", "threshold"), ("all", "atss")):
         trace = trace_assignment(anchors, counts, gt_boxes, pred_boxes, topk=9, pred_weight=1.0, anchor_weight=1.0,
-                                 levels=levels)
-        dynamic = atss_assign(anchors, counts, gt_boxes[None], valid, pred_boxes[None], levels=levels)
-        shown[levels] = int(trace.dynamic_positive.sum())
+                                 levels=levels, max_positives=max_positives)
+        dynamic = atss_assign(anchors, counts, gt_boxes[None], valid, pred_boxes[None], levels=levels,
+                              max_positives=max_positives)
+        shown[levels, max_positives] = int(trace.dynamic_positive.sum())
         for g in range(6):
             positives = sorted(trace.candidates[g][trace.dynamic_positive[g]].tolist())
             assert positives == sorted((dynamic.gt_index[0] == g).nonzero().flatten().tolist())
-    assert shown["anchor"] < shown["all"]  # the case tells the two rules apart
+    # The case tells the rules apart.
+    assert shown["anchor", "threshold"] < shown["all", "threshold"]
+    assert shown["all", "atss"] < shown["all", "threshold"]
 
 
 def test_json_numbers_are_the_traced_ones():
