@@ -3,9 +3,10 @@
 For a checkpoint, runs the model (eval mode, no training) on a few training batches of its own
 config's data and reports per class: positives per GT under ATSS and under combined IoUs, the mean
 AIoU and PIoU of the combined-IoU positives, and the mean classification probability (at the GT's
-class) and quality probability at those positives; then, per class and pyramid level, the positives
-per GT under ATSS, the paper's combined IoUs and combined IoUs on the anchors' levels
-(``assign.levels=anchor``). Used in docs/results_analysis.md.
+class) and quality probability at those positives; the same counts and IoUs with each GT capped at
+ATSS's count (``assign.max_positives=atss``); then, per class and pyramid level, the positives per GT
+under ATSS, the paper's combined IoUs, combined IoUs on the anchors' levels (``assign.levels=anchor``)
+and capped combined IoUs. Used in docs/results_analysis.md.
 
     python experiments/assignment_by_class.py runs/grid/bccd/ciou_qfl_iou/seed0/checkpoints/last.pth
 """
@@ -33,9 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     model, cfg, meta = load_trained(args.weights)
     split = load_split(cfg.data, cfg.data.train_split)
     stream = iter(build_train_loader(split.records, cfg.data, batch_size=cfg.solver.batch_size, seed=0))
-    rows = {name: {"gts": 0, "atss": 0, "dynamic": 0, "aiou": [], "piou": [], "cls": [], "quality": []}
+    rows = {name: {"gts": 0, "atss": 0, "dynamic": 0, "capped": 0, "aiou": [], "piou": [], "cls": [], "quality": [],
+                   "capped_aiou": [], "capped_piou": []}
             for name in meta.class_names}
-    rules = ("ATSS", "combined", "combined, anchors' levels")
+    rules = ("ATSS", "combined", "combined, anchors' levels", "combined, at most ATSS's count")
     num_levels = None
     level_counts = None  # [rules, classes, levels]
     for _ in range(args.batches):
@@ -48,11 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         dynamic = atss_assign(outputs.anchors, outputs.num_anchors_per_level, boxes, batch.gt_valid, pred)
         gated = atss_assign(outputs.anchors, outputs.num_anchors_per_level, boxes, batch.gt_valid, pred,
                             levels="anchor")
+        capped = atss_assign(outputs.anchors, outputs.num_anchors_per_level, boxes, batch.gt_valid, pred,
+                             max_positives="atss")
         num_levels = len(outputs.num_anchors_per_level)
         anchor_level = candidate_levels(torch.arange(len(outputs.anchors)), outputs.num_anchors_per_level)  # [A]
         if level_counts is None:
             level_counts = torch.zeros(len(rules), len(meta.class_names), num_levels, dtype=torch.long)
-        for rule, assignment in enumerate((plain, dynamic, gated)):
+        for rule, assignment in enumerate((plain, dynamic, gated, capped)):
             image, anchor = assignment.positive.nonzero(as_tuple=True)  # [P]
             label = batch.gt_labels[image, assignment.gt_index[image, anchor]]  # [P]
             level_counts[rule] += torch.bincount(label * num_levels + anchor_level[anchor],
@@ -66,18 +70,25 @@ def main(argv: list[str] | None = None) -> int:
                 row["gts"] += 1
                 row["atss"] += int((plain.gt_index[image] == gt).sum())
                 row["dynamic"] += int(mine.sum())
+                kept = capped.gt_index[image] == gt  # [A]
+                row["capped"] += int(kept.sum())
+                row["capped_aiou"] += capped.anchor_ious[image][kept].tolist()
+                row["capped_piou"] += capped.pred_ious[image][kept].tolist()
                 row["aiou"] += dynamic.anchor_ious[image][mine].tolist()
                 row["piou"] += dynamic.pred_ious[image][mine].tolist()
                 row["cls"] += outputs.cls_logits[image][mine, label].sigmoid().tolist()
                 row["quality"] += outputs.quality_logits[image][mine].sigmoid().tolist()
-    print("| class | GTs | positives/GT ATSS | combined | AIoU | PIoU | cls prob | quality prob |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| class | GTs | positives/GT ATSS | combined | AIoU | PIoU | cls prob | quality prob "
+          "| capped | AIoU | PIoU |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, row in rows.items():
         if not row["gts"]:
             continue
         means = [sum(v) / len(v) if v else float("nan") for v in (row["aiou"], row["piou"], row["cls"], row["quality"])]
+        capped_means = [sum(v) / len(v) if v else float("nan") for v in (row["capped_aiou"], row["capped_piou"])]
         print(f"| {name} | {row['gts']} | {row['atss'] / row['gts']:.2f} | {row['dynamic'] / row['gts']:.2f} | "
-              + " | ".join(f"{m:.3f}" for m in means) + " |")
+              + " | ".join(f"{m:.3f}" for m in means) + f" | {row['capped'] / row['gts']:.2f} | "
+              + " | ".join(f"{m:.3f}" for m in capped_means) + " |")
     print("\nPositives per GT on each level (P3 first):\n")
     print("| class | rule | " + " | ".join(f"P{level + 3}" for level in range(num_levels)) + " |")
     print("|---|---|" + "---:|" * num_levels)

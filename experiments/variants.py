@@ -21,6 +21,7 @@ class Variant:
 VARIANTS = (
     Variant("atss", "ATSS (AIoUs, focal, centerness)"),
     Variant("atss_ciou", "ATSS+CIoU"),
+    Variant("atss_uniform", "ATSS, uniform box weights", diagnostic=True),
     Variant("atss_qfl", "ATSS+QFL"),
     Variant("atss_vfl", "ATSS+VFL"),
     Variant("piou_only", "PIoU only"),
