@@ -34,6 +34,10 @@ LAST_ITERATIONS = 50
 PAIRED_BASELINE = "atss"
 TABLE_V_BASELINES = {"gflv2_ciou": "gflv2", "gflv2_ciou_lvl": "gflv2", "vfnet_ciou": "vfnet",
                      "vfnet_ciou_lvl": "vfnet"}
+# One-change variants of the full method, also compared with the paper's full method; with uniform
+# box weights, also with ATSS under the same weights.
+EXTRA_BASELINES = {"ciou_qfl_iou_lvl": ("ciou_qfl_iou",), "ciou_qfl_iou_cap": ("ciou_qfl_iou",),
+                   "ciou_qfl_iou_uniform": ("ciou_qfl_iou", "atss_uniform")}
 PAIRED_COLUMNS = ("AP", "AP50", "AP75")
 # Two-sided 95 % quantiles of Student's t by degrees of freedom (any statistics table; no scipy here).
 T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
@@ -125,21 +129,24 @@ def paired_difference(row: Row, baseline: Row, column: str) -> tuple[float, floa
 
 def render_paired(rows: list[Row]) -> str:
     """Markdown table: each of our variants minus its baseline (ATSS, or the same Table V head under
-    ATSS assignment), paired by seed: mean and 95 % interval."""
+    ATSS assignment) and its EXTRA_BASELINES, paired by seed: mean and 95 % interval."""
     by_name = {row.variant.name: row for row in rows}
     lines = ["| Model | against | seeds | " + " | ".join(f"{c} difference" for c in PAIRED_COLUMNS) + " | ahead at |",
              "|---|---|---:|" + "---:|" * (len(PAIRED_COLUMNS) + 1)]
     for row in rows:
-        baseline = by_name.get(TABLE_V_BASELINES.get(row.variant.name, PAIRED_BASELINE))
-        if baseline is None or row is baseline or row.variant.peer is not None:
+        if row.variant.peer is not None:
             continue
-        differences = [paired_difference(row, baseline, column) for column in PAIRED_COLUMNS]
-        if differences[0] is None:
-            continue
-        cells = [f"{d[0]:+.1f} ({d[0] - d[1]:+.1f}, {d[0] + d[1]:+.1f})" for d in differences]
-        count, ahead = differences[0][2], differences[0][3]
-        lines.append(f"| {row.variant.label} | `{baseline.variant.name}` | {count} | " + " | ".join(cells)
-                     + f" | {ahead}/{count} |")
+        names = (TABLE_V_BASELINES.get(row.variant.name, PAIRED_BASELINE), *EXTRA_BASELINES.get(row.variant.name, ()))
+        for baseline in (by_name[name] for name in names if name in by_name):
+            if row is baseline:
+                continue
+            differences = [paired_difference(row, baseline, column) for column in PAIRED_COLUMNS]
+            if differences[0] is None:
+                continue
+            cells = [f"{d[0]:+.1f} ({d[0] - d[1]:+.1f}, {d[0] + d[1]:+.1f})" for d in differences]
+            count, ahead = differences[0][2], differences[0][3]
+            lines.append(f"| {row.variant.label} | `{baseline.variant.name}` | {count} | " + " | ".join(cells)
+                         + f" | {ahead}/{count} |")
     return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 

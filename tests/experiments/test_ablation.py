@@ -211,3 +211,22 @@ def test_paired_difference_against_atss_by_hand():
     assert lines[2][-2].strip() == "2/3"
     assert lines[4][1].strip() == gfl_ciou.label and lines[4][2].strip() == "`gflv2`"
     assert lines[4][4].strip().startswith("+1.5 (")  # differences +1 and +2 on seeds 0 and 1
+
+
+def test_paired_table_adds_the_extra_baselines_that_were_run():
+    atss, full, uniform, atss_uniform = find_variants(["atss", "ciou_qfl_iou", "ciou_qfl_iou_uniform", "atss_uniform"])
+    seeds = [0, 1]
+    rows = [Row(atss, seeds, metrics={0: _metrics(0.50), 1: _metrics(0.52)}),
+            Row(full, seeds, metrics={0: _metrics(0.51), 1: _metrics(0.52)}),
+            Row(uniform, seeds, metrics={0: _metrics(0.53), 1: _metrics(0.56)})]
+    lines = [line.split("|") for line in render_paired(rows).splitlines()]
+    # The full method against ATSS; uniform weights against ATSS and the paper's full method (ATSS
+    # with uniform weights was not run: no line for it).
+    assert [(line[1].strip(), line[2].strip()) for line in lines[2:]] == [
+        (full.label, "`atss`"), (uniform.label, "`atss`"), (uniform.label, "`ciou_qfl_iou`")]
+    assert lines[4][4].strip().startswith("+3.0 (")  # differences +2 and +4 against the paper's
+    rows.append(Row(atss_uniform, seeds, metrics={0: _metrics(0.52), 1: _metrics(0.55)}))
+    lines = [line.split("|") for line in render_paired(rows).splitlines()]
+    assert (lines[5][1].strip(), lines[5][2].strip()) == (uniform.label, "`atss_uniform`")
+    assert lines[5][4].strip().startswith("+1.0 (")  # differences +1 and +1
+    assert (lines[6][1].strip(), lines[6][2].strip()) == (atss_uniform.label, "`atss`")
