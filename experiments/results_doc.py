@@ -295,8 +295,8 @@ def render_dataset(result: DatasetResults, doc: Path) -> list[str]:
                   "`experiments/results_checks.py`):", "", checks]
     lines += [
         f"What the assignment did (training log, mean of the last {LAST_ITERATIONS} iterations, mean over "
-        "seeds; the box loss is GIoU weighted by the quality target, so it compares runs with the same "
-        "quality branch):", "",
+        "seeds; the box loss is GIoU weighted by the quality target, or by 1 with uniform box weights, so "
+        "it compares runs with the same quality branch and weights):", "",
         render_assignment(result.rows, result.root),
     ]
     failed = [f"{row.variant.name} seed {seed}" for row in result.rows for seed in row.failed]

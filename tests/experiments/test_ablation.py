@@ -69,8 +69,11 @@ def test_unknown_dataset_names_the_known_ones():
 
 def test_variant_overrides_follow_the_ablation_files():
     atss, full, piou = find_variants(["atss", "ciou_qfl_iou", "piou_only"])
-    assert set(variant_overrides(atss)) == {"model.quality=centerness", "assign.mode=atss", "loss.classification=focal"}
-    assert set(variant_overrides(full)) == {"model.quality=iou", "assign.mode=dynamic", "loss.classification=qfl"}
+    # The paper's rows pin the paper's box weights: the recipe's are uniform.
+    assert set(variant_overrides(atss)) == {"model.quality=centerness", "assign.mode=atss", "loss.classification=focal",
+                                            "loss.box_weighting=quality"}
+    assert set(variant_overrides(full)) == {"model.quality=iou", "assign.mode=dynamic", "loss.classification=qfl",
+                                            "loss.box_weighting=quality"}
     assert "assign.mode=piou" in variant_overrides(piou)
     with pytest.raises(DynatssError, match="unknown"):
         find_variants(["atss", "nope"])

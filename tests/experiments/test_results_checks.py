@@ -44,13 +44,16 @@ def test_vfnet_may_trail_atss_by_three():
 
 
 def test_dataset_checks_and_table_list_only_what_was_run():
-    rows = [_row("atss", [56.0, 55.0, 57.0]), _row("ciou_qfl_iou", [54.0, 54.5, 55.0]),
+    rows = [_row("atss", [56.0, 55.0, 57.0]), _row("ciou_qfl_iou_uniform", [54.0, 54.5, 55.0]),
             _row("tv_fcos", [50.0, 51.0, 52.0])]
     checks = dataset_checks(rows)
     assert len(checks) == 5  # three convergence checks, full >= ATSS, full >= FCOS + 3
     assert [c.met for c in checks] == [True, True, True, False, True]
     table = render_checks(checks)
     assert table.count("\n") == 7 and "**no**" in table
+    # With ATSS under the recipe's box loss as well: its convergence and the full method against it.
+    checks = dataset_checks([*rows, _row("atss_uniform", [53.0, 54.0, 55.0])])
+    assert len(checks) == 7 and [c.met for c in checks] == [True, True, True, True, False, True, True]
     assert render_checks([]) == ""
 
 
