@@ -10,7 +10,13 @@ from torchvision.ops import box_iou
 
 from dynatss.assign import atss_assign
 from dynatss.assign.atss import (
-    adaptive_threshold, anchor_levels, atss_counts, candidate_ious, candidate_levels, centers_inside, keep_top,
+    adaptive_threshold,
+    anchor_levels,
+    atss_counts,
+    candidate_ious,
+    candidate_levels,
+    centers_inside,
+    keep_top,
 )
 from dynatss.assign.candidates import _stable_smallest, nearest_anchors
 from dynatss.model.anchors import AnchorGenerator
