@@ -99,16 +99,17 @@ def class_ap(ground_truth: dict, detections: list[dict], category_id: int) -> tu
     return tuple(float(at[t][at[t] > -1].mean()) for t in (0.5, 0.75))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
+    """The detections files and where their ground truth comes from (a checkpoint's or a config's data)."""
     parser.add_argument("detections", nargs="+", help="detections JSON files of dynatss eval --output")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--weights", help="a checkpoint whose config names the data")
     source.add_argument("--config", help="a config file whose data section names the data")
-    parser.add_argument("--class-name", required=True)
     parser.add_argument("--split", default=None, help="default: the config's data.val_split")
-    parser.add_argument("--score", type=float, default=0.3)
-    args = parser.parse_args(argv)
+
+
+def load_ground_truth(args: argparse.Namespace) -> dict:
+    """The COCO-format ground truth of the split ``args`` names (see add_detection_arguments)."""
     from dynatss.config import load_config
     from dynatss.data.coco_io import records_to_coco
     from dynatss.engine.build import load_split
@@ -116,7 +117,22 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = load_config(args.config) if args.config else load_trained(args.weights)[1]
     split = load_split(cfg.data, args.split or cfg.data.val_split)
-    ground_truth = records_to_coco(split.records, split.meta)
+    return records_to_coco(split.records, split.meta)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_detection_arguments(parser)
+    parser.add_argument("--class-name", required=True)
+    parser.add_argument("--score", type=float, default=0.3)
+    args = parser.parse_args(argv)
+    from dynatss.errors import DynatssError
+
+    try:
+        ground_truth = load_ground_truth(args)
+    except DynatssError as error:
+        print(f"class_errors: {error}", file=sys.stderr)
+        return 1
     category_id = next(c["id"] for c in ground_truth["categories"] if c["name"] == args.class_name)
     print(f"| detections | AP50 | AP75 | TPs | median TP score | FPs > median TP | FPs > {args.score} | "
           + " | ".join(KINDS) + " |")

@@ -25,6 +25,8 @@ if __package__ in (None, ""):  # run as a script: make `experiments` importable
 import torch  # noqa: E402
 from torchvision.ops import box_convert, box_iou  # noqa: E402
 
+from experiments.class_errors import add_detection_arguments, load_ground_truth  # noqa: E402
+
 SIZES = (("small", 0.0), ("medium", 32.0**2), ("large", 96.0**2))  # COCO's lower area bounds
 
 
@@ -63,25 +65,15 @@ def size_recall(ground_truth: dict, detections: list[dict], iou: float = 0.5) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("detections", nargs="+", help="detections JSON files of dynatss eval --output")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--weights", help="a checkpoint whose config names the data")
-    source.add_argument("--config", help="a config file whose data section names the data")
-    parser.add_argument("--split", default=None, help="default: the config's data.val_split")
+    add_detection_arguments(parser)
     args = parser.parse_args(argv)
-    from dynatss.config import load_config
-    from dynatss.data.coco_io import records_to_coco
-    from dynatss.engine.build import load_split
-    from dynatss.engine.trained import load_trained
     from dynatss.errors import DynatssError
 
     try:
-        cfg = load_config(args.config) if args.config else load_trained(args.weights)[1]
-        split = load_split(cfg.data, args.split or cfg.data.val_split)
+        ground_truth = load_ground_truth(args)
     except DynatssError as error:
         print(f"size_recall: {error}", file=sys.stderr)
         return 1
-    ground_truth = records_to_coco(split.records, split.meta)
     print("| detections | size | boxes | boxed at IoU >= 0.5 | median best IoU |")
     print("|---|---|---:|---:|---:|")
     for path in args.detections:

@@ -213,17 +213,23 @@ def test_anchor_levels_by_hand():
     assert candidate_levels(torch.tensor([[[0, 63, 64, 79, 80, 83]]]), counts).tolist() == [[[0, 0, 1, 1, 2, 2]]]
 
 
-def test_anchor_levels_drop_the_positives_on_other_levels_only():
-    """Good predictions from a fine level make it hold positives of large GTs under the paper's rule;
-    levels="anchor" removes those and keeps every other positive."""
+def _well_regressed_case():
+    """3 images of up to 15 GTs on P3-P5 anchors (4 x stride) where each anchor predicts the GT it
+    overlaps most, a few pixels off: every level regresses well, so combined IoUs differ from ATSS."""
     anchors, counts = make_anchors(160, 160, strides=(8, 16, 32), scales=(4.0,))
     generator = torch.Generator().manual_seed(1)
     gt = _random_boxes(generator, 3 * 15, 160, 160, "normal").view(3, 15, 4)
     valid = torch.rand(3, 15, generator=generator) < 0.7
-    # Each anchor predicts the GT it overlaps most, a few pixels off: every level regresses well.
     best_gt = torch.stack([box_iou(anchors, gt[b]).argmax(dim=1) for b in range(3)])  # [B, A]
     preds = gt[torch.arange(3).view(3, 1), best_gt] + torch.randn(3, len(anchors), 4, generator=generator,
                                                                   dtype=torch.float64) * 4
+    return anchors, counts, gt, valid, preds
+
+
+def test_anchor_levels_drop_the_positives_on_other_levels_only():
+    """Good predictions from a fine level make it hold positives of large GTs under the paper's rule;
+    levels="anchor" removes those and keeps every other positive."""
+    anchors, counts, gt, valid, preds = _well_regressed_case()
     paper = atss_assign(anchors, counts, gt, valid, preds)
     gated = atss_assign(anchors, counts, gt, valid, preds, levels="anchor")
     assert gated.positive.sum() < paper.positive.sum()
@@ -263,13 +269,7 @@ def test_atss_counts_and_keep_top_by_hand():
 def test_max_positives_atss_caps_each_gt_at_the_atss_count():
     """Good predictions give combined-IoU positives beyond ATSS's count; max_positives="atss" keeps,
     per GT, ATSS's number of them, the highest combined IoUs, and nothing the paper's rule rejects."""
-    anchors, counts = make_anchors(160, 160, strides=(8, 16, 32), scales=(4.0,))
-    generator = torch.Generator().manual_seed(1)
-    gt = _random_boxes(generator, 3 * 15, 160, 160, "normal").view(3, 15, 4)
-    valid = torch.rand(3, 15, generator=generator) < 0.7
-    best_gt = torch.stack([box_iou(anchors, gt[b]).argmax(dim=1) for b in range(3)])  # [B, A]
-    preds = gt[torch.arange(3).view(3, 1), best_gt] + torch.randn(3, len(anchors), 4, generator=generator,
-                                                                  dtype=torch.float64) * 4
+    anchors, counts, gt, valid, preds = _well_regressed_case()
     paper = atss_assign(anchors, counts, gt, valid, preds)
     capped = atss_assign(anchors, counts, gt, valid, preds, max_positives="atss")
     plain = atss_assign(anchors, counts, gt, valid)
