@@ -135,8 +135,10 @@ class LossConfig:
     # "candidates_zero": every candidate, those the assignment rejected towards 0; "all": every
     # anchor, QFL towards the PIoU at the positives and 0 elsewhere (GFL's joint score, VFNet's IACS).
     quality_targets: Literal["positives", "candidates", "candidates_zero", "all"] = "positives"
-    # ATSS head: weights of the positives' GIoU loss. "quality": their quality target (centerness,
-    # or the PIoU with the IoU branch; the official code); "uniform": every positive weighs 1.
+    # Weights of the positives' box losses. "quality": the official code's (ATSS head: the quality
+    # target, centerness or the PIoU with the IoU branch; GFLV2: the highest joint score, also for
+    # the DFL; VFNet: the IoU of the initial and of the refined boxes); "uniform": every positive
+    # weighs 1, so that the boxes fitted worst are not fitted least (issue 17).
     box_weighting: Literal["quality", "uniform"] = "quality"
 
 

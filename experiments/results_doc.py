@@ -29,15 +29,18 @@ MEAN_PIOU = next(panel for panel in ASSIGN_PANELS if panel.key == "mean_piou")
 # Training-log keys summarised per variant: what the assignment did, and the regression loss.
 ASSIGNMENT_KEYS = ("pos_per_gt", "mean_aiou", "mean_piou", "loss_box")
 LAST_ITERATIONS = 50
-# The paired comparison, seed by seed: every variant of ours against ATSS, except the Table V rows
-# with combined IoUs, compared with their own head under ATSS assignment.
+# The paired comparison, seed by seed: every variant of ours against ATSS, except the Table V rows,
+# compared with their own head: with combined IoUs against ATSS assignment under the same box
+# weights, with uniform box weights and ATSS assignment against the official weights.
 PAIRED_BASELINE = "atss"
 TABLE_V_BASELINES = {"gflv2_ciou": "gflv2", "gflv2_ciou_lvl": "gflv2", "vfnet_ciou": "vfnet",
-                     "vfnet_ciou_lvl": "vfnet"}
-# One-change variants of the full method, also compared with the paper's full method; with uniform
-# box weights, also with ATSS under the same weights.
+                     "vfnet_ciou_lvl": "vfnet", "gflv2_uniform": "gflv2", "gflv2_ciou_uniform": "gflv2_uniform",
+                     "vfnet_uniform": "vfnet", "vfnet_ciou_uniform": "vfnet_uniform"}
+# One-change variants, also compared with the row they change: the paper's full method, ATSS under
+# the same box weights, a Table V head with combined IoUs under the official weights.
 EXTRA_BASELINES = {"ciou_qfl_iou_lvl": ("ciou_qfl_iou",), "ciou_qfl_iou_cap": ("ciou_qfl_iou",),
-                   "ciou_qfl_iou_uniform": ("ciou_qfl_iou", "atss_uniform")}
+                   "ciou_qfl_iou_uniform": ("ciou_qfl_iou", "atss_uniform"),
+                   "gflv2_ciou_uniform": ("gflv2_ciou",), "vfnet_ciou_uniform": ("vfnet_ciou",)}
 PAIRED_COLUMNS = ("AP", "AP50", "AP75")
 # Two-sided 95 % quantiles of Student's t by degrees of freedom (any statistics table; no scipy here).
 T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}

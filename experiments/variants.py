@@ -42,6 +42,10 @@ VARIANTS = (
     Variant("vfnet_ciou", "VFNet+CIoU (Table V)"),
     Variant("gflv2_ciou_lvl", "GFLV2+CIoU, levels from anchors"),
     Variant("vfnet_ciou_lvl", "VFNet+CIoU, levels from anchors"),
+    Variant("gflv2_uniform", "GFLV2, uniform box weights", diagnostic=True),
+    Variant("gflv2_ciou_uniform", "GFLV2+CIoU, uniform box weights", diagnostic=True),
+    Variant("vfnet_uniform", "VFNet, uniform box weights", diagnostic=True),
+    Variant("vfnet_ciou_uniform", "VFNet+CIoU, uniform box weights", diagnostic=True),
     Variant("tv_fcos", "torchvision FCOS", peer="fcos"),
     Variant("tv_retinanet", "torchvision RetinaNet", peer="retinanet"),
 )

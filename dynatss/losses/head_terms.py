@@ -11,16 +11,21 @@ ATSS head (the paper, Sec. III.C):
        over every anchor, the PIoU at the positives and 0 elsewhere, as GFL's joint score).
 GFLV2 (mmdetection's GFLHead.loss):
   classification: QFL on the joint score sigmoid(cls) x DGQP towards the PIoU;
-  box: GIoU weighted by the positive's highest joint score (detached), times box_weight (2.0);
+  box: GIoU weighted by the positive's highest joint score (detached; ``uniform``: by 1), times
+       box_weight (2.0);
   dfl: DFL of the four distributions towards the GT distances in strides (clamped to
        reg_max - 0.1), same weights, mean over the edges, times dfl_weight (0.25);
   both divided by the sum of the weights (at least 1).
 VFNet (mmdetection's VFNetHead.loss):
   classification: VFL of the IoU-aware score towards the refined box's PIoU;
-  box: GIoU of the initial boxes weighted by their IoU, times box_weight (VFNet: 1.5; the default
-       2.0 is ATSS's, configs/ablations/vfnet.yaml sets 1.5);
-  box_refine: GIoU of the refined boxes weighted by their IoU, times box_refine_weight (2.0);
+  box: GIoU of the initial boxes weighted by their IoU (``uniform``: by 1), times box_weight
+       (VFNet: 1.5; the default 2.0 is ATSS's, configs/ablations/vfnet.yaml sets 1.5);
+  box_refine: GIoU of the refined boxes weighted by their IoU (``uniform``: by 1), times
+       box_refine_weight (2.0);
   each divided by the sum of its weights (at least 1).
+
+Every head's official box weights grow with the positive's own predicted quality, so the boxes it
+fits worst are fitted least; ``loss.box_weighting=uniform`` weighs every positive 1 (issue 17).
 
 VFL's soft targets are clamped to at least 1e-6 (MIN_IOU_TARGET) for every head: a positive whose
 box misses its GT (PIoU 0) stays a positive with a vanishing weight, as VarifocalNet and
@@ -53,6 +58,11 @@ MIN_IOU_TARGET = 1e-6
 DFL_TARGET_EPS = 0.1
 # The ATSS box loss divides by the sum of its weights, at least this (the official code).
 MIN_WEIGHT_SUM = 1e-6
+
+
+def _box_weights(config: LossConfig, quality: Tensor) -> Tensor:
+    """[P] weights of the positives' box losses: their predicted ``quality`` (the official heads) or 1."""
+    return quality if config.box_weighting == "quality" else torch.ones_like(quality)
 
 
 def _require(config: LossConfig, classification: str, head: str) -> None:
@@ -94,7 +104,7 @@ class ATSSTerms:
             quality_targets = found.ious
         else:
             quality_targets = centerness_targets(outputs.anchors[positives.anchor_index], positives.target_boxes)
-        box_weights = quality_targets if self.config.box_weighting == "quality" else torch.ones_like(quality_targets)
+        box_weights = _box_weights(self.config, quality_targets)
         weight_sum = average_over_processes(box_weights.sum()).clamp(min=MIN_WEIGHT_SUM)
         loss_box = weighted_giou_loss(found.boxes, positives.target_boxes, box_weights) / weight_sum
         return {"loss_box": self.config.box_weight * loss_box,
@@ -143,7 +153,8 @@ class GFLTerms:
         positives = found.positives
         image_index, anchor_index = positives.image_index, positives.anchor_index
         assert outputs.reg_distribution.shape[-1] == 4 * (self.reg_max + 1), outputs.reg_distribution.shape
-        weights = _joint_scores(outputs).detach()[image_index, anchor_index].amax(dim=-1)  # [P]
+        joint_scores = _joint_scores(outputs).detach()[image_index, anchor_index]  # [P, C]
+        weights = _box_weights(self.config, joint_scores.amax(dim=-1))  # [P]
         normaliser = weight_normaliser(weights)
         loss_box = weighted_giou_loss(found.boxes, positives.target_boxes, weights) / normaliser
         pos_strides = outputs.anchor_strides()[anchor_index, None]  # [P, 1]
@@ -178,10 +189,12 @@ class VFNetTerms:
     def box_terms(self, outputs: VFNetOutputs, found: PositiveBoxes, batch: Batch) -> dict[str, Tensor]:
         positives = found.positives
         initial = outputs.initial_boxes_at(positives.image_index, positives.anchor_index)  # [P, 4]
-        iou_initial = _detached_iou(initial, positives.target_boxes)
-        iou_refined = found.ious.clamp(min=MIN_IOU_TARGET)
-        loss_box = weighted_giou_loss(initial, positives.target_boxes, iou_initial) / weight_normaliser(iou_initial)
-        loss_refine = weighted_giou_loss(found.boxes, positives.target_boxes, iou_refined) / weight_normaliser(iou_refined)
+        weights_initial = _box_weights(self.config, _detached_iou(initial, positives.target_boxes))  # [P]
+        weights_refined = _box_weights(self.config, found.ious.clamp(min=MIN_IOU_TARGET))  # [P]
+        loss_box = (weighted_giou_loss(initial, positives.target_boxes, weights_initial)
+                    / weight_normaliser(weights_initial))
+        loss_refine = (weighted_giou_loss(found.boxes, positives.target_boxes, weights_refined)
+                       / weight_normaliser(weights_refined))
         return {"loss_box": self.config.box_weight * loss_box,
                 "loss_box_refine": self.config.box_refine_weight * loss_refine}
 

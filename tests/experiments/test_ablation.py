@@ -233,3 +233,18 @@ def test_paired_table_adds_the_extra_baselines_that_were_run():
     assert (lines[5][1].strip(), lines[5][2].strip()) == (uniform.label, "`atss_uniform`")
     assert lines[5][4].strip().startswith("+1.0 (")  # differences +1 and +1
     assert (lines[6][1].strip(), lines[6][2].strip()) == (atss_uniform.label, "`atss`")
+
+
+def test_table_v_heads_with_uniform_weights_pair_with_the_same_head():
+    """Uniform box weights against the official ones under ATSS assignment; combined IoUs against
+    ATSS assignment under uniform weights, and against combined IoUs under the official weights."""
+    names = ["gflv2", "gflv2_ciou", "gflv2_uniform", "gflv2_ciou_uniform"]
+    gfl, gfl_ciou, gfl_uniform, gfl_ciou_uniform = find_variants(names)
+    aps = {"gflv2": (0.40, 0.44), "gflv2_ciou": (0.41, 0.44), "gflv2_uniform": (0.42, 0.45),
+           "gflv2_ciou_uniform": (0.44, 0.49)}
+    rows = [Row(variant, [0, 1], metrics={seed: _metrics(aps[variant.name][seed]) for seed in (0, 1)})
+            for variant in (gfl, gfl_ciou, gfl_uniform, gfl_ciou_uniform)]
+    lines = [line.split("|") for line in render_paired(rows).splitlines()]
+    assert [(line[1].strip(), line[2].strip(), line[4].strip()[:4]) for line in lines[2:]] == [
+        (gfl_ciou.label, "`gflv2`", "+0.5"), (gfl_uniform.label, "`gflv2`", "+1.5"),
+        (gfl_ciou_uniform.label, "`gflv2_uniform`", "+3.0"), (gfl_ciou_uniform.label, "`gflv2_ciou`", "+4.0")]

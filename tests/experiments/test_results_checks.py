@@ -57,6 +57,14 @@ def test_dataset_checks_and_table_list_only_what_was_run():
     assert render_checks([]) == ""
 
 
+def test_table_v_pairs_are_checked_under_each_box_weighting():
+    rows = [_row("vfnet", [56.0, 57.0]), _row("vfnet_ciou", [55.0, 56.0]),
+            _row("vfnet_uniform", [55.0, 56.0]), _row("vfnet_ciou_uniform", [55.5, 56.0])]
+    pairs = [check for check in dataset_checks(rows) if ">=" in check.bar]
+    assert [(check.measured.split(" (")[-1], check.met) for check in pairs] == [("-1.0)", False), ("+0.2)", True)]
+    assert "VFNet+CIoU, uniform box weights >= VFNet, uniform box weights" == pairs[1].bar
+
+
 def test_no_class_behind_compares_class_means_over_seeds():
     classes = [{"Platelets": 0.44, "RBC": 0.57}, {"Platelets": 0.46, "RBC": 0.57}]  # ATSS: 45.0, 57.0
     rows = {"atss": _row("atss", [55.0, 56.0], classes)}

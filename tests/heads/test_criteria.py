@@ -7,6 +7,8 @@ import math
 
 import pytest
 import torch
+from torch import Tensor
+from torchvision.ops import box_iou, generalized_box_iou_loss
 
 from dynatss.config import AssignConfig, LossConfig
 from dynatss.losses.criterion import DetectionCriterion
@@ -153,3 +155,66 @@ def test_vfnet_assignment_uses_the_refined_boxes():
     assert results["dynamic", "good"]["mean_piou"] > 0.9 > results["dynamic", "bad"]["mean_piou"]
     assert results["dynamic", "good"]["num_pos"] != results["dynamic", "bad"]["num_pos"] or (
         results["dynamic", "good"]["mean_aiou"] != results["dynamic", "bad"]["mean_aiou"])
+
+
+def _dfl_per_positive(distribution: Tensor, target_bins: Tensor) -> Tensor:
+    """[P, 4 (REG_MAX + 1)] logits, [P, 4] targets in bins -> [P] DFL averaged over the edges, from
+    log-softmax and the two interpolation weights (GFL's Eq. 6)."""
+    log_probs = distribution.view(-1, 4, REG_MAX + 1).log_softmax(dim=-1)  # [P, 4, n]
+    left = target_bins.floor()
+    log_left = log_probs.gather(-1, left.long()[..., None])[..., 0]
+    log_right = log_probs.gather(-1, left.long()[..., None] + 1)[..., 0]
+    return -((left + 1 - target_bins) * log_left + (target_bins - left) * log_right).mean(dim=-1)
+
+
+@pytest.mark.parametrize("weighting", ["quality", "uniform"])
+def test_gfl_box_and_dfl_weights_are_the_joint_score_or_one(weighting):
+    """quality (GFLV2): each positive's GIoU and DFL weigh its highest detached joint score, divided
+    by the weights' sum (at least 1); uniform: the plain means over the positives."""
+    batch = _single_gt(scene())
+    outputs = _gfl_outputs(batch, perfect=False)
+    config = LossConfig(box_weighting=weighting)
+    terms = DetectionCriterion(AssignConfig(), GFLTerms(config, reg_max=REG_MAX))(outputs, batch, 0.5).terms
+    anchors, counts = _anchors()
+    positives = assign_positives(AssignConfig(), anchors, counts, batch, outputs.pred_boxes(), 0.5)
+    image_index, anchor_index = positives.image_index, positives.anchor_index
+    giou = generalized_box_iou_loss(outputs.pred_boxes()[image_index, anchor_index], positives.target_boxes,
+                                    reduction="none")  # [P]
+    strides = torch.tensor(STRIDES).repeat_interleave(torch.tensor(counts)).float()[anchor_index, None]
+    bins = (boxes_to_distances(anchors[anchor_index], positives.target_boxes) / strides).clamp(0, REG_MAX - 0.1)
+    dfl = _dfl_per_positive(outputs.reg_distribution[image_index, anchor_index], bins)  # [P]
+    quality = outputs.quality_scores()[image_index, anchor_index, None]  # [P, 1]
+    joint = outputs.cls_logits.sigmoid()[image_index, anchor_index] * quality  # [P, C]
+    weights = joint.amax(dim=-1) if weighting == "quality" else torch.ones(len(giou))
+    assert len(giou) > 2 and joint.amax(dim=-1).std() > 0.01
+    normaliser = weights.sum().clamp(min=1.0)
+    assert terms["loss_box"].item() == pytest.approx(2.0 * ((giou * weights).sum() / normaliser).item(), rel=1e-5)
+    assert terms["loss_dfl"].item() == pytest.approx(0.25 * ((dfl * weights).sum() / normaliser).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("weighting", ["quality", "uniform"])
+def test_vfnet_box_weights_are_each_box_iou_or_one(weighting):
+    """quality (VarifocalNet): the initial boxes' GIoU weighs their detached IoU, the refined
+    boxes' theirs, each divided by its weights' sum (at least 1); uniform: plain means."""
+    batch = _single_gt(scene())
+    anchors, counts = _anchors()
+    generator = torch.Generator().manual_seed(3)
+    gt = batch.gt_boxes[0, 1]
+    ltrb = boxes_to_distances(anchors, gt).clamp(min=0.5)[None]  # [1, A, 4]
+    initial = ltrb * (0.6 + 0.8 * torch.rand(ltrb.shape, generator=generator))
+    refined = ltrb * (0.8 + 0.4 * torch.rand(ltrb.shape, generator=generator))
+    outputs = VFNetOutputs(torch.zeros(1, len(anchors), 2), initial, refined, anchors, counts, STRIDES)
+    config = LossConfig(classification="vfl", box_weight=1.5, box_weighting=weighting)
+    terms = DetectionCriterion(AssignConfig(), VFNetTerms(config))(outputs, batch, 0.5).terms
+    positives = assign_positives(AssignConfig(), anchors, counts, batch, outputs.pred_boxes(), 0.5)
+    image_index, anchor_index = positives.image_index, positives.anchor_index
+    expected = {}
+    for name, boxes in (("loss_box", outputs.initial_boxes_at(image_index, anchor_index)),
+                        ("loss_box_refine", outputs.pred_boxes()[image_index, anchor_index])):
+        giou = generalized_box_iou_loss(boxes, positives.target_boxes, reduction="none")  # [P]
+        ious = box_iou(boxes, positives.target_boxes).diagonal()
+        weights = ious if weighting == "quality" else torch.ones_like(ious)
+        expected[name] = ((giou * weights).sum() / weights.sum().clamp(min=1.0)).item()
+    assert len(anchor_index) > 2
+    assert terms["loss_box"].item() == pytest.approx(1.5 * expected["loss_box"], rel=1e-5)
+    assert terms["loss_box_refine"].item() == pytest.approx(2.0 * expected["loss_box_refine"], rel=1e-5)
