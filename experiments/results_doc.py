@@ -17,6 +17,7 @@ from dynatss.atomic import atomic_write_text
 from dynatss.draw.curves import ASSIGN_PANELS, LOSS_BOX
 from dynatss.reports.compare import group_runs, plot_groups
 from dynatss.reports.runs import COCO_COLUMNS, RunLog, read_run
+from experiments.paired import paired_difference
 from experiments.results_checks import dataset_checks, render_checks
 from experiments.variants import VARIANTS, Variant
 
@@ -42,8 +43,6 @@ EXTRA_BASELINES = {"ciou_qfl_iou_lvl": ("ciou_qfl_iou",), "ciou_qfl_iou_cap": ("
                    "ciou_qfl_iou_uniform": ("ciou_qfl_iou", "atss_uniform"),
                    "gflv2_ciou_uniform": ("gflv2_ciou",), "vfnet_ciou_uniform": ("vfnet_ciou",)}
 PAIRED_COLUMNS = ("AP", "AP50", "AP75")
-# Two-sided 95 % quantiles of Student's t by degrees of freedom (any statistics table; no scipy here).
-T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 
 def final_eval(run_dir: Path, max_iter: int) -> dict | None:
@@ -112,22 +111,6 @@ def render_per_seed(rows: list[Row]) -> str:
                  for s in seeds]
         lines.append(f"| {row.variant.label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def paired_difference(row: Row, baseline: Row, column: str) -> tuple[float, float, int, int] | None:
-    """``row`` minus ``baseline`` seed by seed, in percent, over the seeds both finished: (mean, half-width
-    of the 95 % t interval, seeds, seeds where ``row`` is ahead); None below 2 shared seeds.
-
-    The same seed gives both the same head initialisation and data order, so the per-seed differences
-    vary less than either row's AP, and a difference whose interval excludes 0 is more than seed noise.
-    """
-    seeds = sorted(set(row.metrics) & set(baseline.metrics))
-    if len(seeds) < 2:
-        return None
-    differences = [100 * (row.metrics[s][column] - baseline.metrics[s][column]) for s in seeds]
-    quantile = T_95[min(len(seeds) - 1, max(T_95))]  # beyond the table: its last value, a little wide
-    half_width = quantile * statistics.stdev(differences) / len(seeds) ** 0.5
-    return statistics.fmean(differences), half_width, len(seeds), sum(d > 0 for d in differences)
 
 
 def render_paired(rows: list[Row]) -> str:
@@ -284,7 +267,7 @@ def render_dataset(result: DatasetResults, doc: Path) -> list[str]:
     ]
     paired = render_paired(result.rows)
     if paired:
-        lines += ["Each row against ATSS (a Table V row with combined IoUs: against its own head), seed by "
+        lines += ["Each row against ATSS (a Table V row: against its own head with one change less), seed by "
                   "seed (percent; the same seed gives the same head initialisation and data order): mean "
                   "difference and its 95 % t interval in brackets; an interval that contains 0 is inside "
                   "the seed noise. `ahead at`: seeds where the row's AP is higher.", "",
@@ -295,7 +278,9 @@ def render_dataset(result: DatasetResults, doc: Path) -> list[str]:
     checks = render_checks(dataset_checks(result.rows))
     if checks:
         lines += ["The issue's bars on this dataset (computed from the runs above by "
-                  "`experiments/results_checks.py`):", "", checks]
+                  "`experiments/results_checks.py`). The bars compare means; the last column places the "
+                  "bar in the paired difference's 95 % interval, so that a miss inside the seed noise "
+                  "reads as one:", "", checks]
     lines += [
         f"What the assignment did (training log, mean of the last {LAST_ITERATIONS} iterations, mean over "
         "seeds; the box loss is GIoU weighted by the quality target, or by 1 with uniform box weights, so "

@@ -19,10 +19,10 @@ from experiments.ablation import (
     run_grid,
     variant_overrides,
 )
+from experiments.paired import paired_difference
 from experiments.results_doc import (
     Row,
     collect,
-    paired_difference,
     render_paired,
     render_table,
     write_results,

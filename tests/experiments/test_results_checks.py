@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from experiments.results_checks import at_least, convergence, dataset_checks, no_class_behind, render_checks
+from experiments.results_checks import (
+    at_least,
+    convergence,
+    dataset_checks,
+    no_class_behind,
+    paired_reading,
+    render_checks,
+)
 from experiments.results_doc import Row, render_per_class
 from experiments.variants import VARIANTS_BY_NAME
 
@@ -34,6 +41,18 @@ def test_full_method_bars_use_means_and_the_fcos_margin():
     rows["tv_fcos"] = _row("tv_fcos", [51.6, 51.6])
     assert not at_least(rows, "ciou_qfl_iou", "tv_fcos", 3.0).met
     assert at_least(rows, "ciou_qfl_iou", "gflv2") is None  # not run: no check
+
+
+def test_paired_reading_places_the_bar_against_the_interval():
+    """Differences +1.0, +0.5, +1.0: mean 0.83, std 0.29, half-width 4.303 x 0.29 / sqrt(3) = 0.72."""
+    row, baseline = _row("ciou_qfl_iou", [55.0, 56.0, 57.0]), _row("atss", [54.0, 55.5, 56.0])
+    assert paired_reading(row, baseline, 0.0) == "+0.8 (+0.1, +1.6), 3 seeds: above the bar beyond the noise"
+    assert paired_reading(row, baseline, 1.0).endswith("within the noise of the bar")
+    assert paired_reading(row, baseline, 3.0).endswith("below the bar beyond the noise")
+    assert paired_reading(row, _row("atss", [54.0]), 0.0) == ""  # one shared seed: no interval
+    check = at_least({"ciou_qfl_iou": row, "atss": baseline}, "ciou_qfl_iou", "atss")
+    assert check.met and check.paired.startswith("+0.8 (+0.1, +1.6)")
+    assert render_checks([check]).splitlines()[-1].endswith("| yes | " + check.paired + " |")
 
 
 def test_vfnet_may_trail_atss_by_three():
