@@ -133,7 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     except DynatssError as error:
         print(f"class_errors: {error}", file=sys.stderr)
         return 1
-    category_id = next(c["id"] for c in ground_truth["categories"] if c["name"] == args.class_name)
+    categories = {c["name"]: c["id"] for c in ground_truth["categories"]}
+    if args.class_name not in categories:
+        print(f"class_errors: --class-name {args.class_name!r} is not a class of the dataset {sorted(categories)}",
+              file=sys.stderr)
+        return 1
+    category_id = categories[args.class_name]
     print(f"| detections | AP50 | AP75 | TPs | median TP score | FPs > median TP | FPs > {args.score} | "
           + " | ".join(KINDS) + " |")
     print("|---|" + "---:|" * (6 + len(KINDS)))

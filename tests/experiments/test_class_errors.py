@@ -59,3 +59,12 @@ def test_committed_platelet_detections_rebuild_the_documented_row(capsys, monkey
     assert main(["--config", "configs/experiments/bccd.yaml", "--class-name", "Platelets",
                  "docs/results/bccd/platelet_detections/atss_seed0.json"]) == 0
     assert "| 84.6 | 25.7 | 65 | 0.464 | 2 | 10 | 0 | 0 | 1 | 9 |" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not BCCD.is_dir(), reason="BCCD not found at ../shared/data/bccd")
+def test_an_unknown_class_name_is_one_line_naming_the_classes(capsys, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    assert main(["--config", "configs/experiments/bccd.yaml", "--class-name", "platelet",
+                 "docs/results/bccd/platelet_detections/atss_seed0.json"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "'platelet'" in error and "'Platelets'" in error
