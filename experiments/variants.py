@@ -35,6 +35,8 @@ VARIANTS = (
     Variant("ciou_qfl_iou_p05", "CIoU (PIoU weight 0.5)+QFL+IoU branch", diagnostic=True),
     Variant("ciou_qfl_iou_lvl", "CIoU (levels from anchors)+QFL+IoU branch"),
     Variant("ciou_qfl_iou_cap", "CIoU (at most ATSS's count per GT)+QFL+IoU branch", diagnostic=True),
+    Variant("ciou_qfl_iou_uniform_cap", "CIoU (at most ATSS's count per GT)+QFL+IoU branch, uniform box weights",
+            diagnostic=True),
     Variant("ciou_vfl_iou", "CIoU+VFL+IoU branch"),
     Variant("gflv2", "GFLV2 (Table V)"),
     Variant("gflv2_ciou", "GFLV2+CIoU (Table V)"),
