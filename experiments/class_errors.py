@@ -108,15 +108,21 @@ def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default=None, help="default: the config's data.val_split")
 
 
-def load_ground_truth(args: argparse.Namespace) -> dict:
-    """The COCO-format ground truth of the split ``args`` names (see add_detection_arguments)."""
+def load_ground_truth(args: argparse.Namespace, program: str) -> dict | None:
+    """The COCO-format ground truth of the split ``args`` names (see add_detection_arguments); None
+    after one line on stderr, prefixed with ``program``, when the data or checkpoint cannot be read."""
     from dynatss.config import load_config
     from dynatss.data.coco_io import records_to_coco
     from dynatss.engine.build import load_split
     from dynatss.engine.trained import load_trained
+    from dynatss.errors import DynatssError
 
-    cfg = load_config(args.config) if args.config else load_trained(args.weights)[1]
-    split = load_split(cfg.data, args.split or cfg.data.val_split)
+    try:
+        cfg = load_config(args.config) if args.config else load_trained(args.weights)[1]
+        split = load_split(cfg.data, args.split or cfg.data.val_split)
+    except DynatssError as error:
+        print(f"{program}: {error}", file=sys.stderr)
+        return None
     return records_to_coco(split.records, split.meta)
 
 
@@ -126,12 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--class-name", required=True)
     parser.add_argument("--score", type=float, default=0.3)
     args = parser.parse_args(argv)
-    from dynatss.errors import DynatssError
-
-    try:
-        ground_truth = load_ground_truth(args)
-    except DynatssError as error:
-        print(f"class_errors: {error}", file=sys.stderr)
+    ground_truth = load_ground_truth(args, "class_errors")
+    if ground_truth is None:
         return 1
     categories = {c["name"]: c["id"] for c in ground_truth["categories"]}
     if args.class_name not in categories:

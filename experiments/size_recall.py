@@ -67,12 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_detection_arguments(parser)
     args = parser.parse_args(argv)
-    from dynatss.errors import DynatssError
-
-    try:
-        ground_truth = load_ground_truth(args)
-    except DynatssError as error:
-        print(f"size_recall: {error}", file=sys.stderr)
+    ground_truth = load_ground_truth(args, "size_recall")
+    if ground_truth is None:
         return 1
     print("| detections | size | boxes | boxed at IoU >= 0.5 | median best IoU |")
     print("|---|---|---:|---:|---:|")

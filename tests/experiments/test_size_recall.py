@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.size_recall import best_ious, size_of, size_recall
+from experiments.size_recall import best_ious, main, size_of, size_recall
 
 
 def _gt(image_id: int, box: list[float], category_id: int = 1) -> dict:
@@ -36,3 +36,11 @@ def test_best_iou_counts_only_its_own_class_and_image_whatever_the_score():
     # Two large boxes, one boxed: half of them, median of the two best IoUs.
     ground_truth["annotations"].append(_gt(2, [0, 0, 200, 100]))
     assert size_recall(ground_truth, detections)["large"] == (2, 0.5, pytest.approx(0.25))
+
+
+def test_missing_data_is_one_line_naming_the_tool(tmp_path, capsys):
+    config = tmp_path / "missing.yaml"
+    config.write_text(f"data:\n  format: voc\n  root: {tmp_path / 'nowhere'}\n  val_split: test\n")
+    assert main(["--config", str(config), str(tmp_path / "detections.json")]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("size_recall: ") and "nowhere" in error
