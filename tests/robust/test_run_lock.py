@@ -91,7 +91,7 @@ def test_a_live_run_refuses_other_trains_and_stops_on_sigterm_in_one_line(tmp_pa
     finally:
         for process in started:
             process.kill()
-    assert live.returncode == 128 + signal.SIGTERM
+    assert live.returncode == 128 + signal.SIGTERM, err  # the live run's stderr, to tell a flake from a bug
     lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip() and not line.startswith("train:")]
     assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("dynatss train: terminated (SIGTERM)")
     assert not (run / LOCK_FILE).exists()
