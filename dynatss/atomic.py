@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from dynatss.errors import DynatssError
+from dynatss.errors import DynatssError, signals_deferred
 
 _TEMPORARY_PATTERN = re.compile(r"\..+\.tmp(\d+)")
 # A path-based writer (torch.onnx, safetensors) that fails while less than this is free on the
@@ -142,8 +142,12 @@ def write_into(path: Path, write: Callable[[BinaryIO], None]) -> None:
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
-    """Call ``write(file)`` on a new temporary file beside ``path``, then rename it onto ``path``."""
-    with atomic_path(path) as temporary:
+    """Call ``write(file)`` on a new temporary file beside ``path``, then rename it onto ``path``.
+
+    ``write`` is one bounded write (a checkpoint, a text): Ctrl-C and SIGTERM wait until the file is
+    in place (:func:`~dynatss.errors.signals_deferred`), then stop the program as usual.
+    """
+    with signals_deferred(), atomic_path(path) as temporary:
         write_into(temporary, write)
     return Path(path)
 

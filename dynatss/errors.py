@@ -7,8 +7,10 @@ that message on one line and exits non-zero; it never shows a traceback for thes
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType
 
 
@@ -33,3 +35,31 @@ def raise_on_sigterm() -> None:
     a library does not take over its host's signals)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+# Held back while a file is written: Ctrl-C and a scheduler's stop.
+DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then deliver each to its own handler.
+
+    For bounded writes: a stop that lands inside torch.save made torch's zip writer fail in its own
+    RuntimeError ("unexpected pos"), which hid the stop behind a traceback; deferred, the file is
+    written whole and the stop still comes. Outside the main thread, or for a handler not set from
+    Python, it defers nothing.
+    """
+    deferrable = threading.current_thread() is threading.main_thread()
+    handlers = {signum: signal.getsignal(signum) for signum in DEFERRED_SIGNALS} if deferrable else {}
+    handlers = {signum: handler for signum, handler in handlers.items() if handler is not None}
+    received: list[int] = []
+    for signum in handlers:
+        signal.signal(signum, lambda number, frame: received.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(received):
+            signal.raise_signal(signum)

@@ -3,7 +3,9 @@ atomic writer with the normal file mode, one device rule."""
 
 from __future__ import annotations
 
+import collections
 import os
+import signal
 import stat
 
 import pytest
@@ -12,9 +14,9 @@ import torch
 from dynatss import atomic
 from dynatss.atomic import atomic_path, atomic_write_text, check_writable_folder, default_file_mode
 from dynatss.engine.build import resolve_device
-from dynatss.engine.checkpoint import state_dict_mismatch
+from dynatss.engine.checkpoint import save_checkpoint, state_dict_mismatch
 from dynatss.engine.trained import load_trained
-from dynatss.errors import DynatssError
+from dynatss.errors import DynatssError, Terminated, raise_on_sigterm
 from tests.robust.conftest import one_line_error
 
 
@@ -49,6 +51,31 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypat
         with atomic_path(target):  # torch.save(path) reports ENOSPC as "unexpected pos ..."
             raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
     assert target.read_text() == "previous" and not (tmp_path / ".tmp-by-name").exists()
+
+
+@pytest.mark.parametrize("signum, stop", [(signal.SIGTERM, Terminated), (signal.SIGINT, KeyboardInterrupt)])
+def test_a_stop_during_a_checkpoint_write_waits_for_the_whole_file(tmp_path, signum, stop):
+    """SIGTERM inside torch.save once broke torch's zip writer ("unexpected pos"), a traceback in
+    place of the one-line stop (the flaky SIGTERM test of test_run_lock); the stop now waits."""
+    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    state = {"iter": 7, "model": {"weight": torch.arange(100_000, dtype=torch.float32)}}
+
+    class StopsMidWrite:  # pickled by torch.save: the signal arrives inside the write
+        def __reduce__(self):
+            os.kill(os.getpid(), signum)
+            return (collections.OrderedDict, ())  # a global weights_only loads
+
+    raise_on_sigterm()
+    try:
+        with pytest.raises(stop):
+            save_checkpoint({**state, "marker": StopsMidWrite()}, tmp_path / "last.pth")
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    saved = torch.load(tmp_path / "last.pth", weights_only=True)
+    assert saved["iter"] == 7 and torch.equal(saved["model"]["weight"], state["model"]["weight"])
+    assert signal.getsignal(signal.SIGINT) is previous[signal.SIGINT]  # the handlers are back
+    assert [path.name for path in tmp_path.iterdir()] == ["last.pth"]  # no temporary left
 
 
 def test_output_locations_are_checked_before_any_work(tmp_path, run_cli, monkeypatch):
