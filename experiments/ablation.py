@@ -2,7 +2,7 @@
 
 Every run is the base config (the small-data recipe, configs/recipes/small_data_cpu.yaml), then the
 dataset's overrides (configs/experiments/<dataset>.yaml), then the variant's model / assign / loss /
-inference settings (configs/ablations/<variant>.yaml); the peers (torchvision FCOS, RetinaNet) run
+inference (and, for the EMA rows, solver) settings (configs/ablations/<variant>.yaml); the peers (torchvision FCOS, RetinaNet) run
 through experiments/peers.py with the same base and dataset settings. Each run is a subprocess with
 its own scratch directory OUT/<dataset>/<variant>/seed<k> (log.txt, run.json: command, machine, wall
 time); when it finishes, its metrics.jsonl and run.json are copied to
@@ -49,8 +49,9 @@ RESULTS_DIR = ROOT / "docs" / "results" / "runs"
 # What is copied from a finished run into RESULTS_DIR (small text files; checkpoints stay behind).
 ARCHIVED_FILES = ("metrics.jsonl", "run.json")
 PEERS_SCRIPT = ROOT / "experiments" / "peers.py"
-# The sections of configs/ablations/*.yaml that define a variant (train.* there is the R50 recipe's).
-VARIANT_SECTIONS = ("model", "assign", "loss", "inference")
+# The sections of configs/ablations/*.yaml that define a variant (train.* there is the R50 recipe's;
+# solver.* only where a variant changes the training itself, as the EMA rows).
+VARIANT_SECTIONS = ("model", "assign", "loss", "inference", "solver")
 LOG_FILE = "log.txt"
 # One intra-op thread per run: on 2 shared cores, two single-thread runs side by side beat one
 # two-thread run (measured: 1.4 s/it with 1 thread vs 4.3 s/it with 2 threads under load).

@@ -21,6 +21,7 @@ class Variant:
 VARIANTS = (
     Variant("atss", "ATSS (AIoUs, focal, centerness)"),
     Variant("atss_uniform", "ATSS, uniform box weights"),
+    Variant("atss_ema", "ATSS, weights averaged (EMA)", diagnostic=True),
     Variant("atss_ciou", "ATSS+CIoU"),
     Variant("atss_qfl", "ATSS+QFL"),
     Variant("atss_vfl", "ATSS+VFL"),
@@ -29,6 +30,8 @@ VARIANTS = (
     Variant("ciou_vfl", "CIoU+VFL"),
     Variant("ciou_qfl_iou", "CIoU+QFL+IoU branch (Dynamic ATSS)"),
     Variant("ciou_qfl_iou_uniform", "CIoU+QFL+IoU branch, uniform box weights (Dynamic ATSS, the recipe)"),
+    Variant("ciou_qfl_iou_uniform_ema", "CIoU+QFL+IoU branch, uniform box weights, weights averaged (EMA)",
+            diagnostic=True),
     Variant("ciou_qfl_iou_cand", "CIoU+QFL+IoU branch on candidates", diagnostic=True),
     Variant("ciou_qfl_iou_candzero", "CIoU+QFL+IoU branch on candidates, rejected to 0", diagnostic=True),
     Variant("ciou_qfl_iou_all", "CIoU+QFL+IoU branch on all anchors (QFL)", diagnostic=True),

@@ -75,6 +75,9 @@ def test_variant_overrides_follow_the_ablation_files():
     assert set(variant_overrides(full)) == {"model.quality=iou", "assign.mode=dynamic", "loss.classification=qfl",
                                             "loss.box_weighting=quality"}
     assert "assign.mode=piou" in variant_overrides(piou)
+    (ema,) = find_variants(["ciou_qfl_iou_uniform_ema"])  # a solver setting is part of the variant
+    assert set(variant_overrides(ema)) == {*variant_overrides(find_variants(["ciou_qfl_iou_uniform"])[0]),
+                                           "solver.ema_decay=0.99"}
     with pytest.raises(DynatssError, match="unknown"):
         find_variants(["atss", "nope"])
 
