@@ -50,8 +50,8 @@ def signals_deferred() -> Iterator[None]:
     written whole and the stop still comes. Outside the main thread, or for a handler not set from
     Python, it defers nothing.
     """
-    deferrable = threading.current_thread() is threading.main_thread()
-    handlers = {signum: signal.getsignal(signum) for signum in DEFERRED_SIGNALS} if deferrable else {}
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    handlers = {signum: signal.getsignal(signum) for signum in DEFERRED_SIGNALS if in_main_thread}
     handlers = {signum: handler for signum, handler in handlers.items() if handler is not None}
     received: list[int] = []
     for signum in handlers:

@@ -66,15 +66,16 @@ def test_a_stop_during_a_checkpoint_write_waits_for_the_whole_file(tmp_path, sig
             return (collections.OrderedDict, ())  # a global weights_only loads
 
     raise_on_sigterm()
+    installed = {number: signal.getsignal(number) for number in previous}
     try:
         with pytest.raises(stop):
             save_checkpoint({**state, "marker": StopsMidWrite()}, tmp_path / "last.pth")
+        assert {number: signal.getsignal(number) for number in previous} == installed  # the handlers are back
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
     saved = torch.load(tmp_path / "last.pth", weights_only=True)
     assert saved["iter"] == 7 and torch.equal(saved["model"]["weight"], state["model"]["weight"])
-    assert signal.getsignal(signal.SIGINT) is previous[signal.SIGINT]  # the handlers are back
     assert [path.name for path in tmp_path.iterdir()] == ["last.pth"]  # no temporary left
 
 
