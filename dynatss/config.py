@@ -109,6 +109,10 @@ class AssignConfig:
     # least 1), those with the highest combined IoU: the anchors decide how many, the predictions
     # which (issue 17: combined IoUs give more positives per GT than ATSS, with lower AIoUs).
     max_positives: Literal["threshold", "atss"] = "threshold"
+    # Training progress (iteration / max_iter) from which ``max_positives`` applies; before it the
+    # paper's rule. 0 (the default): the whole run. A late start keeps the paper's extra positives
+    # while the model is still learning to classify and caps them once its boxes are good.
+    max_positives_from: float = 0.0
     # Anchors lying mostly inside a crowd / difficult box are ignored in the classification loss.
     ignore_iof: float = 0.5
 

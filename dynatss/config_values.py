@@ -91,6 +91,7 @@ VALUE_RANGES: dict[str, Range] = {
     "assign.pred_weight": NON_NEGATIVE,
     "assign.anchor_weight": NON_NEGATIVE,
     "assign.ignore_iof": FRACTION,
+    "assign.max_positives_from": FRACTION,
     "loss.focal_alpha": FRACTION,
     "loss.focal_gamma": NON_NEGATIVE,
     "loss.qfl_beta": NON_NEGATIVE,

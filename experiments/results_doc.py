@@ -42,6 +42,8 @@ TABLE_V_BASELINES = {"gflv2_ciou": "gflv2", "gflv2_ciou_lvl": "gflv2", "vfnet_ci
 EXTRA_BASELINES = {"ciou_qfl_iou_lvl": ("ciou_qfl_iou",), "ciou_qfl_iou_cap": ("ciou_qfl_iou",),
                    "ciou_qfl_iou_uniform": ("ciou_qfl_iou", "atss_uniform"),
                    "ciou_qfl_iou_uniform_cap": ("ciou_qfl_iou_uniform",),
+                   "ciou_qfl_iou_uniform_cap50": ("ciou_qfl_iou_uniform", "ciou_qfl_iou_uniform_cap"),
+                   "ciou_qfl_iou_uniform_cap76": ("ciou_qfl_iou_uniform", "ciou_qfl_iou_uniform_cap"),
                    "ciou_qfl_iou_uniform_ema": ("ciou_qfl_iou_uniform", "atss_ema"),
                    "gflv2_ciou_uniform": ("gflv2_ciou",), "vfnet_ciou_uniform": ("vfnet_ciou",)}
 PAIRED_COLUMNS = ("AP", "AP50", "AP75")

@@ -2,6 +2,6 @@
 
 from dynatss.assign.atss import Assignment, atss_assign
 from dynatss.assign.ignore import ignored_anchors
-from dynatss.assign.schedule import combination_weights
+from dynatss.assign.schedule import combination_weights, positive_cap
 
-__all__ = ["Assignment", "atss_assign", "ignored_anchors", "combination_weights"]
+__all__ = ["Assignment", "atss_assign", "ignored_anchors", "combination_weights", "positive_cap"]

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from dynatss.assign import Assignment, atss_assign, combination_weights, ignored_anchors
+from dynatss.assign import Assignment, atss_assign, combination_weights, ignored_anchors, positive_cap
 from dynatss.config import AssignConfig
 from dynatss.data.batch import Batch
 from dynatss.model.anchors import LevelGrid
@@ -62,7 +62,7 @@ def assign_positives(config: AssignConfig, anchors: Tensor, num_anchors_per_leve
         anchors, num_anchors_per_level, batch.gt_boxes, batch.gt_valid,
         None if config.mode == "atss" else pred_boxes.detach(),
         topk=config.topk, pred_weight=pred_weight, anchor_weight=anchor_weight, levels=config.levels,
-        max_positives=config.max_positives, grids=grids,
+        max_positives=positive_cap(config, progress), grids=grids,
     )
     image_index, anchor_index = assignment.positive.nonzero(as_tuple=True)  # [P], [P]
     gt_index = assignment.gt_index[image_index, anchor_index]  # [P]

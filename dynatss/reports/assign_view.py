@@ -18,7 +18,7 @@ from torch import Tensor
 
 from dynatss.api.backends import TorchBackend
 from dynatss.api.detector import Detector
-from dynatss.assign.schedule import combination_weights
+from dynatss.assign.schedule import combination_weights, positive_cap
 from dynatss.atomic import atomic_write_text
 from dynatss.config import DISPLAY_SCORE_THRESHOLD, Config
 from dynatss.data.datasets import detect_format, list_splits, read_dataset
@@ -35,7 +35,8 @@ from dynatss.reports.assign_trace import (
 )
 
 DEFAULT_MAX_GTS = 4
-# Weights of a trained model: the end of training (matters only for the D_up / D_down schedules).
+# A trained model is shown the assignment of the end of training (matters only for the D_up / D_down
+# schedules and for a cap on positives that starts late, assign.max_positives_from).
 TRAINED_PROGRESS = 1.0
 
 
@@ -137,7 +138,8 @@ def view_assignment(detector: Detector, image_path: Path, truth: GroundTruth, ou
     pred_weight, anchor_weight = dynamic_weights(cfg)
     trace = trace_assignment(outputs.anchors.float(), outputs.num_anchors_per_level, gt_input.to(device), pred_boxes,
                              topk=cfg.assign.topk, pred_weight=pred_weight, anchor_weight=anchor_weight,
-                             levels=cfg.assign.levels, max_positives=cfg.assign.max_positives,
+                             levels=cfg.assign.levels,
+                             max_positives=positive_cap(cfg.assign, TRAINED_PROGRESS),
                              grids=outputs.level_grids)
     trace = _on_cpu(trace)
     shown = gts if gts is not None else sorted(most_changed_gts(trace, max_gts))

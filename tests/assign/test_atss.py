@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from torchvision.ops import box_iou
 
-from dynatss.assign import atss_assign
+from dynatss.assign import atss_assign, positive_cap
 from dynatss.assign.atss import (
     adaptive_threshold,
     anchor_levels,
@@ -19,6 +19,7 @@ from dynatss.assign.atss import (
     keep_top,
 )
 from dynatss.assign.candidates import _stable_smallest, nearest_anchors
+from dynatss.config import AssignConfig
 from dynatss.model.anchors import AnchorGenerator
 from tests.assign.grids import make_anchors, make_grids
 from tests.assign.reference import reference_assign
@@ -213,7 +214,7 @@ def test_anchor_levels_by_hand():
     assert candidate_levels(torch.tensor([[[0, 63, 64, 79, 80, 83]]]), counts).tolist() == [[[0, 0, 1, 1, 2, 2]]]
 
 
-def _well_regressed_case():
+def well_regressed_case():
     """3 images of up to 15 GTs on P3-P5 anchors (4 x stride) where each anchor predicts the GT it
     overlaps most, a few pixels off: every level regresses well, so combined IoUs differ from ATSS."""
     anchors, counts = make_anchors(160, 160, strides=(8, 16, 32), scales=(4.0,))
@@ -229,7 +230,7 @@ def _well_regressed_case():
 def test_anchor_levels_drop_the_positives_on_other_levels_only():
     """Good predictions from a fine level make it hold positives of large GTs under the paper's rule;
     levels="anchor" removes those and keeps every other positive."""
-    anchors, counts, gt, valid, preds = _well_regressed_case()
+    anchors, counts, gt, valid, preds = well_regressed_case()
     paper = atss_assign(anchors, counts, gt, valid, preds)
     gated = atss_assign(anchors, counts, gt, valid, preds, levels="anchor")
     assert gated.positive.sum() < paper.positive.sum()
@@ -269,7 +270,7 @@ def test_atss_counts_and_keep_top_by_hand():
 def test_max_positives_atss_caps_each_gt_at_the_atss_count():
     """Good predictions give combined-IoU positives beyond ATSS's count; max_positives="atss" keeps,
     per GT, ATSS's number of them, the highest combined IoUs, and nothing the paper's rule rejects."""
-    anchors, counts, gt, valid, preds = _well_regressed_case()
+    anchors, counts, gt, valid, preds = well_regressed_case()
     paper = atss_assign(anchors, counts, gt, valid, preds)
     capped = atss_assign(anchors, counts, gt, valid, preds, max_positives="atss")
     plain = atss_assign(anchors, counts, gt, valid)
@@ -355,3 +356,10 @@ def test_five_thousand_gts_at_800x1333():
     result = atss_assign(anchors, counts, gt, torch.ones(1, 5000, dtype=torch.bool), preds)
     assert result.gt_index.shape == (1, len(anchors))
     assert result.positive.sum() > 1000
+
+
+def test_positive_cap_by_progress():
+    late = AssignConfig(max_positives="atss", max_positives_from=0.76)
+    assert [positive_cap(late, p) for p in (0.0, 0.75, 0.76, 1.0)] == ["threshold", "threshold", "atss", "atss"]
+    assert positive_cap(AssignConfig(max_positives="atss"), 0.0) == "atss"  # default: the whole run
+    assert positive_cap(AssignConfig(max_positives_from=0.5), 1.0) == "threshold"  # no cap configured

@@ -18,6 +18,7 @@ from dynatss.losses.quality import candidate_iou_targets
 from dynatss.model.box_coder import BoxCoder
 from dynatss.model.outputs import ATSSOutputs
 from tests.assign.grids import make_anchors
+from tests.assign.test_atss import well_regressed_case
 
 NUM_CLASSES = 3
 
@@ -230,3 +231,23 @@ def test_quality_targets_on_all_anchors_are_qfl_towards_piou_and_zero(scene):
     logits = outputs.quality_logits[0].detach()
     manual = (targets - logits.sigmoid()).abs() ** 2 * F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     assert result.terms["loss_quality"].item() == pytest.approx((manual.sum() / positive.sum()).item(), rel=1e-5)
+
+
+def test_the_cap_on_positives_starts_at_max_positives_from():
+    """assign.max_positives applies from max_positives_from (training progress) on: before it the
+    criterion assigns the paper's positives, from it on the capped ones."""
+    anchors, counts, gt_boxes, gt_valid, preds = well_regressed_case()
+    anchors, gt_boxes, preds = anchors.float(), gt_boxes.float(), preds.float()
+    batch = _batch(gt_boxes, torch.zeros(gt_valid.shape, dtype=torch.long), gt_valid)
+    deltas = BoxCoder().encode(preds.flatten(0, 1), anchors.repeat(len(preds), 1)).view_as(preds)  # [B, A, 4]
+    outputs = _outputs(anchors, counts, len(preds), deltas=deltas)
+
+    def num_pos(progress: float, **assign) -> float:
+        criterion = DetectionCriterion(AssignConfig(mode="dynamic", **assign), ATSSTerms(_loss_config(), quality="iou"))
+        return criterion(outputs, batch, progress).stats["num_pos"].item()
+
+    paper, capped = num_pos(0.5), num_pos(0.5, max_positives="atss")
+    assert capped < paper  # good predictions give positives beyond ATSS's count
+    late = {"max_positives": "atss", "max_positives_from": 0.5}
+    assert num_pos(0.0, **late) == num_pos(0.49, **late) == paper
+    assert num_pos(0.5, **late) == num_pos(1.0, **late) == capped
