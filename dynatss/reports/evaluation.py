@@ -158,6 +158,10 @@ def class_table(analysis: EvaluationAnalysis) -> str:
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              for row in [header, *rows]]
     counts = analysis.counts
+    absent = [name for k, name in enumerate(counts.class_names)
+              if counts.true_positives[k] + counts.false_negatives[k] == 0]
+    if absent:  # a class of the label map with no boxes here: its AP and recall are undefined
+        lines.append(f"n/a: no boxes of {', '.join(absent)} in this split (AP, recall), or no detections (precision)")
     return "\n".join([f"per class at score >= {counts.score_threshold:g}, IoU >= {counts.iou:g} "
                       "(TP/FP/FN, precision, recall, F1):", *lines])
 

@@ -92,6 +92,9 @@ def test_class_without_ground_truth_and_no_detections():
     assert analysis.matrix.counts.tolist() == [[0, 0, 1], [0, 0, 0], [0, 0, 0]]
     header, rows = class_rows(analysis)
     assert rows[1][header.index("AP50")] == "n/a"
+    # The table says why: the second class has no boxes in the split.
+    assert class_table(analysis).splitlines()[-1].startswith(f"n/a: no boxes of {META.class_names[1]} in this split")
+    assert "no boxes of" not in class_table(analyse(RECORDS, META, DETECTIONS))
 
 
 def test_written_figures_table_and_numbers(tmp_path):
