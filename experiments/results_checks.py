@@ -27,9 +27,9 @@ FCOS_MARGIN = 3.0  # AP points the full method must clear torchvision FCOS by
 CLASS_MARGIN = 2.0  # AP points a class of the full method may trail the same class under ATSS by
 VFNET_MARGIN = 3.0  # AP points VFNet may trail ATSS by
 TOLERANCE = 1e-6  # AP points: a bar met exactly is met, whatever the float rounding of fraction x 100
-FULL = "ciou_qfl_iou_uniform"  # the recipe's Dynamic ATSS
+FULL = "ciou_qfl_iou_uniform_cap50"  # the recipe's Dynamic ATSS (the cap on positives from half way)
 ATSS_ROWS = ("atss", "atss_uniform")  # official ATSS, and ATSS with the recipe's box loss
-CONVERGENCE_VARIANTS = (*ATSS_ROWS, "ciou_qfl_iou", FULL, "tv_fcos", "gflv2", "gflv2_ciou", "vfnet", "vfnet_ciou")
+CONVERGENCE_VARIANTS = (*ATSS_ROWS, "ciou_qfl_iou", "ciou_qfl_iou_uniform", FULL, "tv_fcos", "gflv2", "gflv2_ciou", "vfnet", "vfnet_ciou")
 
 
 class _Row(Protocol):

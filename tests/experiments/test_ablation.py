@@ -20,6 +20,7 @@ from experiments.ablation import (
     variant_overrides,
 )
 from experiments.paired import paired_difference
+from experiments.results_checks import FULL
 from experiments.results_doc import (
     Row,
     collect,
@@ -69,11 +70,11 @@ def test_unknown_dataset_names_the_known_ones():
 
 def test_variant_overrides_follow_the_ablation_files():
     atss, full, piou = find_variants(["atss", "ciou_qfl_iou", "piou_only"])
-    # The paper's rows pin the paper's box weights: the recipe's are uniform.
+    # The paper's rows pin the paper's box weights and positives: the recipe's are uniform and capped.
     assert set(variant_overrides(atss)) == {"model.quality=centerness", "assign.mode=atss", "loss.classification=focal",
-                                            "loss.box_weighting=quality"}
+                                            "loss.box_weighting=quality", "assign.max_positives=threshold"}
     assert set(variant_overrides(full)) == {"model.quality=iou", "assign.mode=dynamic", "loss.classification=qfl",
-                                            "loss.box_weighting=quality"}
+                                            "loss.box_weighting=quality", "assign.max_positives=threshold"}
     assert "assign.mode=piou" in variant_overrides(piou)
     (ema,) = find_variants(["ciou_qfl_iou_uniform_ema"])  # a solver setting is part of the variant
     assert set(variant_overrides(ema)) == {*variant_overrides(find_variants(["ciou_qfl_iou_uniform"])[0]),
@@ -251,3 +252,16 @@ def test_table_v_heads_with_uniform_weights_pair_with_the_same_head():
     assert [(line[1].strip(), line[2].strip(), line[4].strip()[:4]) for line in lines[2:]] == [
         (gfl_ciou.label, "`gflv2`", "+0.5"), (gfl_uniform.label, "`gflv2`", "+1.5"),
         (gfl_ciou_uniform.label, "`gflv2_uniform`", "+3.0"), (gfl_ciou_uniform.label, "`gflv2_ciou`", "+4.0")]
+
+
+def test_the_recipe_row_is_the_recipe():
+    """The results' "the recipe" row (results_checks.FULL) changes nothing in the recipe's config, and
+    the previous recipe's row differs from it only in the cap on positives."""
+    (full,) = find_variants([FULL])
+    assert "the recipe)" in full.label
+    recipe = load_config(BASE_CONFIG, [])
+    assert load_config(BASE_CONFIG, variant_overrides(full)) == recipe
+    assert (recipe.assign.max_positives, recipe.assign.max_positives_from) == ("atss", 0.5)
+    previous = load_config(BASE_CONFIG, variant_overrides(find_variants(["ciou_qfl_iou_uniform"])[0]))
+    assert previous.assign.max_positives == "threshold" and previous.model == recipe.model
+    assert previous.loss == recipe.loss

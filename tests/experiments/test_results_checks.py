@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from experiments.results_checks import (
+    FULL,
     at_least,
     convergence,
     dataset_checks,
@@ -63,7 +64,7 @@ def test_vfnet_may_trail_atss_by_three():
 
 
 def test_dataset_checks_and_table_list_only_what_was_run():
-    rows = [_row("atss", [56.0, 55.0, 57.0]), _row("ciou_qfl_iou_uniform", [54.0, 54.5, 55.0]),
+    rows = [_row("atss", [56.0, 55.0, 57.0]), _row(FULL, [54.0, 54.5, 55.0]),
             _row("tv_fcos", [50.0, 51.0, 52.0])]
     checks = dataset_checks(rows)
     assert len(checks) == 5  # three convergence checks, full >= ATSS, full >= FCOS + 3
