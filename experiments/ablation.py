@@ -4,10 +4,11 @@ Every run is the base config (the small-data recipe, configs/recipes/small_data_
 dataset's overrides (configs/experiments/<dataset>.yaml), then the variant's model / assign / loss /
 inference (and, for the EMA rows, solver) settings (configs/ablations/<variant>.yaml); the peers
 (torchvision FCOS, RetinaNet) run through experiments/peers.py with the same base and dataset
-settings. Each run is a subprocess with its own scratch directory OUT/<dataset>/<variant>/seed<k> (log.txt, run.json: command, machine, wall
-time); when it finishes, its metrics.jsonl and run.json are copied to
-docs/results/runs/<dataset>/<variant>/seed<k>/, which is committed. A run found there is done, so a
-grid resumes in a later session, and the results document is rebuilt from those copies alone.
+settings. Each run is a subprocess with its own scratch directory OUT/<dataset>/<variant>/seed<k>
+(log.txt, run.json: command, machine, wall time); when it finishes, its metrics.jsonl and run.json
+are copied to docs/results/runs/<dataset>/<variant>/seed<k>/, which is committed. A run found there
+is done, so a grid resumes in a later session, and the results document is rebuilt from those
+copies alone.
 
     python experiments/ablation.py --dataset bccd --variants atss,ciou_qfl_iou,tv_fcos --seeds 0,1,2 \
         [--jobs 2] [--report-only] [key.sub=value ...]

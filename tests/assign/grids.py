@@ -1,10 +1,11 @@
-"""Anchor grids for assigner tests, built independently of dynatss.model."""
+"""Anchor grids and ground-truth cases for assigner tests, built independently of dynatss.model."""
 
 from __future__ import annotations
 
 import math
 
 import torch
+from torchvision.ops import box_iou
 
 from dynatss.model.anchors import LevelGrid
 
@@ -31,3 +32,34 @@ def make_grids(height: int, width: int, strides, scales=(8.0,)) -> list[LevelGri
         grids.append(grid)
         start += grid.count
     return grids
+
+
+def random_boxes(generator, count, height, width, kind):
+    """GT boxes of several kinds: ordinary, tiny (< finest stride), crossing the border, zero-size."""
+    cx = torch.rand(count, generator=generator, dtype=torch.float64) * width
+    cy = torch.rand(count, generator=generator, dtype=torch.float64) * height
+    if kind == "tiny":
+        w = torch.rand(count, generator=generator, dtype=torch.float64) * 6
+        h = torch.rand(count, generator=generator, dtype=torch.float64) * 6
+    else:
+        w = torch.rand(count, generator=generator, dtype=torch.float64) * width * 0.9 + 1
+        h = torch.rand(count, generator=generator, dtype=torch.float64) * height * 0.9 + 1
+    if kind == "border":  # centres near or beyond the image edge
+        cx = cx * 1.4 - 0.2 * width
+        cy = cy * 1.4 - 0.2 * height
+    if kind == "degenerate":
+        w = w * (torch.rand(count, generator=generator) < 0.5)
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+
+
+def well_regressed_case():
+    """3 images of up to 15 GTs on P3-P5 anchors (4 x stride) where each anchor predicts the GT it
+    overlaps most, a few pixels off: every level regresses well, so combined IoUs differ from ATSS."""
+    anchors, counts = make_anchors(160, 160, strides=(8, 16, 32), scales=(4.0,))
+    generator = torch.Generator().manual_seed(1)
+    gt = random_boxes(generator, 3 * 15, 160, 160, "normal").view(3, 15, 4)
+    valid = torch.rand(3, 15, generator=generator) < 0.7
+    best_gt = torch.stack([box_iou(anchors, gt[b]).argmax(dim=1) for b in range(3)])  # [B, A]
+    preds = gt[torch.arange(3).view(3, 1), best_gt] + torch.randn(3, len(anchors), 4, generator=generator,
+                                                                  dtype=torch.float64) * 4
+    return anchors, counts, gt, valid, preds

@@ -21,26 +21,8 @@ from dynatss.assign.atss import (
 from dynatss.assign.candidates import _stable_smallest, nearest_anchors
 from dynatss.config import AssignConfig
 from dynatss.model.anchors import AnchorGenerator
-from tests.assign.grids import make_anchors, make_grids
+from tests.assign.grids import make_anchors, make_grids, random_boxes, well_regressed_case
 from tests.assign.reference import reference_assign
-
-
-def _random_boxes(generator, count, height, width, kind):
-    """GT boxes of several kinds: ordinary, tiny (< finest stride), crossing the border, zero-size."""
-    cx = torch.rand(count, generator=generator, dtype=torch.float64) * width
-    cy = torch.rand(count, generator=generator, dtype=torch.float64) * height
-    if kind == "tiny":
-        w = torch.rand(count, generator=generator, dtype=torch.float64) * 6
-        h = torch.rand(count, generator=generator, dtype=torch.float64) * 6
-    else:
-        w = torch.rand(count, generator=generator, dtype=torch.float64) * width * 0.9 + 1
-        h = torch.rand(count, generator=generator, dtype=torch.float64) * height * 0.9 + 1
-    if kind == "border":  # centres near or beyond the image edge
-        cx = cx * 1.4 - 0.2 * width
-        cy = cy * 1.4 - 0.2 * height
-    if kind == "degenerate":
-        w = w * (torch.rand(count, generator=generator) < 0.5)
-    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
 
 
 @st.composite
@@ -67,7 +49,7 @@ def _build(height, width, strides, scales, batch, max_gts, kind, seed, duplicate
     anchors, counts = make_anchors(height, width, strides, scales)
     kinds = ["normal", "tiny", "border", "degenerate"] if kind == "mixed" else [kind]
     gt_boxes = torch.cat(
-        [_random_boxes(generator, batch * max_gts, height, width, k) for k in kinds]
+        [random_boxes(generator, batch * max_gts, height, width, k) for k in kinds]
     ).view(len(kinds), batch, max_gts, 4)
     gt_boxes = gt_boxes.transpose(0, 1).reshape(batch, len(kinds) * max_gts, 4)
     if duplicates and gt_boxes.shape[1] > 1:
@@ -156,7 +138,7 @@ def test_conflict_goes_to_highest_iou():
 def test_zero_pred_ious_give_plain_atss():
     anchors, counts = make_anchors(128, 96, strides=(8, 16, 32), scales=(8.0,))
     generator = torch.Generator().manual_seed(0)
-    gt = _random_boxes(generator, 20, 128, 96, "normal").view(2, 10, 4)
+    gt = random_boxes(generator, 20, 128, 96, "normal").view(2, 10, 4)
     valid = torch.ones(2, 10, dtype=torch.bool)
     far_away = torch.tensor([1000.0, 1000.0, 1010.0, 1010.0], dtype=torch.float64).expand(2, len(anchors), 4)
     plain = atss_assign(anchors, counts, gt, valid)
@@ -170,7 +152,7 @@ def test_zero_pred_ious_give_plain_atss():
 def test_properties_of_positives():
     anchors, counts = make_anchors(160, 160, strides=(8, 16, 32), scales=(8.0,))
     generator = torch.Generator().manual_seed(1)
-    gt = _random_boxes(generator, 3 * 15, 160, 160, "normal").view(3, 15, 4)
+    gt = random_boxes(generator, 3 * 15, 160, 160, "normal").view(3, 15, 4)
     valid = torch.rand(3, 15, generator=generator) < 0.7
     preds = anchors.unsqueeze(0).expand(3, -1, -1) + torch.randn(3, len(anchors), 4, generator=generator,
                                                                  dtype=torch.float64)
@@ -212,19 +194,6 @@ def test_anchor_levels_by_hand():
     assert anchor_levels(anchor_ious, levels, 4).tolist() == [[[True] * 5 + [False] * 4]]
     counts = [64, 16, 4]
     assert candidate_levels(torch.tensor([[[0, 63, 64, 79, 80, 83]]]), counts).tolist() == [[[0, 0, 1, 1, 2, 2]]]
-
-
-def well_regressed_case():
-    """3 images of up to 15 GTs on P3-P5 anchors (4 x stride) where each anchor predicts the GT it
-    overlaps most, a few pixels off: every level regresses well, so combined IoUs differ from ATSS."""
-    anchors, counts = make_anchors(160, 160, strides=(8, 16, 32), scales=(4.0,))
-    generator = torch.Generator().manual_seed(1)
-    gt = _random_boxes(generator, 3 * 15, 160, 160, "normal").view(3, 15, 4)
-    valid = torch.rand(3, 15, generator=generator) < 0.7
-    best_gt = torch.stack([box_iou(anchors, gt[b]).argmax(dim=1) for b in range(3)])  # [B, A]
-    preds = gt[torch.arange(3).view(3, 1), best_gt] + torch.randn(3, len(anchors), 4, generator=generator,
-                                                                  dtype=torch.float64) * 4
-    return anchors, counts, gt, valid, preds
 
 
 def test_anchor_levels_drop_the_positives_on_other_levels_only():
@@ -323,7 +292,7 @@ def test_the_generators_grids_give_the_candidates_of_a_search_over_every_anchor(
     assert [grid.count for grid in grids] == counts and [grid.start for grid in grids] == [0, counts[0], sum(counts[:2])]
     assert (grids[0].height, grids[0].width, grids[0].per_location, grids[0].origin_x, grids[0].stride_y) == \
         (13, 9, 4, 4.0, 8.0)
-    boxes = _random_boxes(torch.Generator().manual_seed(0), 40, 104, 72, "normal").float().view(2, 20, 4)
+    boxes = random_boxes(torch.Generator().manual_seed(0), 40, 104, 72, "normal").float().view(2, 20, 4)
     centres = (anchors[:, :2] + anchors[:, 2:]) / 2  # [A, 2]
     gt_centres = (boxes[..., :2] + boxes[..., 2:]) / 2  # [B, G, 2]
     for topk in (1, 4, 9):

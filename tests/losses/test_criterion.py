@@ -17,8 +17,7 @@ from dynatss.losses.head_terms import ATSSTerms
 from dynatss.losses.quality import candidate_iou_targets
 from dynatss.model.box_coder import BoxCoder
 from dynatss.model.outputs import ATSSOutputs
-from tests.assign.grids import make_anchors
-from tests.assign.test_atss import well_regressed_case
+from tests.assign.grids import make_anchors, well_regressed_case
 
 NUM_CLASSES = 3
 
