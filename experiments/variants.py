@@ -55,6 +55,10 @@ VARIANTS = (
     Variant("gflv2_ciou_uniform", "GFLV2+CIoU, uniform box weights", diagnostic=True),
     Variant("vfnet_uniform", "VFNet, uniform box weights", diagnostic=True),
     Variant("vfnet_ciou_uniform", "VFNet+CIoU, uniform box weights", diagnostic=True),
+    Variant("gflv2_ciou_uniform_cap50", "GFLV2+CIoU (ATSS's count per GT from 50 %), uniform box weights",
+            diagnostic=True),
+    Variant("vfnet_ciou_uniform_cap50", "VFNet+CIoU (ATSS's count per GT from 50 %), uniform box weights",
+            diagnostic=True),
     Variant("tv_fcos", "torchvision FCOS", peer="fcos"),
     Variant("tv_retinanet", "torchvision RetinaNet", peer="retinanet"),
 )
