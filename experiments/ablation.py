@@ -8,7 +8,8 @@ settings. Each run is a subprocess with its own scratch directory OUT/<dataset>/
 (log.txt, run.json: command, machine, wall time); when it finishes, its metrics.jsonl and run.json
 are copied to docs/results/runs/<dataset>/<variant>/seed<k>/, which is committed. A run found there
 is done, so a grid resumes in a later session, and the results document is rebuilt from those
-copies alone.
+copies alone. A run stopped half-way continues from its last checkpoint; one stopped before its first
+is moved aside to OUT/.../seed<k>.unresumable-<n> and started anew.
 
     python experiments/ablation.py --dataset bccd --variants atss,ciou_qfl_iou,tv_fcos --seeds 0,1,2 \
         [--jobs 2] [--report-only] [key.sub=value ...]
@@ -38,6 +39,9 @@ from dynatss.atomic import atomic_write_text
 from dynatss.config import load_config
 from dynatss.engine.build import load_split
 from dynatss.engine.lr_schedule import describe_lr, schedule_in_epochs
+from dynatss.engine.resume import find_resume_point
+from dynatss.engine.run_dir import CHECKPOINT_DIR, holds_run
+from dynatss.engine.run_lock import LOCK_FILE, RunDirLock
 from dynatss.errors import DynatssError
 from experiments.results_doc import GRID_FILE, RUN_FILE, final_metrics, read_json, write_results
 from experiments.variants import VARIANTS, Variant, find_variants
@@ -100,7 +104,8 @@ def run_command(variant: Variant, *, base_config: Path, seed: int, run_dir: Path
     if variant.peer is not None:
         return [sys.executable, os.path.relpath(PEERS_SCRIPT), variant.peer, config, *settings]
     # --resume: a run stopped half-way (a stopped grid) continues from its last checkpoint, or starts
-    # again from iteration 0 in the same directory (train refuses an existing run otherwise).
+    # again from iteration 0 in the same directory (train refuses an existing run otherwise; the grid
+    # first sets aside a run with nothing to resume from: set_aside_unresumable).
     return [sys.executable, "-m", "dynatss", "train", config, *settings, "--resume"]
 
 
@@ -118,11 +123,12 @@ def _cpuinfo() -> list[str]:
 
 
 def execute(command: list[str], run_dir: Path, *, threads: int) -> dict:
-    """Run one command with ``threads`` intra-op threads, output to run_dir/log.txt; write run.json."""
+    """Run one command with ``threads`` intra-op threads, output appended to run_dir/log.txt (a
+    resumed run keeps its first part); write run.json."""
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     started = time.time()
-    with open(run_dir / LOG_FILE, "w") as log:
+    with open(run_dir / LOG_FILE, "a") as log:
         returncode = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
     info = {"command": shlex.join(command), "threads": threads, "returncode": returncode, "started": started,
             "wall_s": round(time.time() - started, 1), "machine": machine()}
@@ -158,6 +164,21 @@ def _setup_text(cfg) -> dict[str, str]:
     }
 
 
+def set_aside_unresumable(run_dir: Path) -> Path | None:
+    """Rename a run that cannot be resumed (killed before its first checkpoint, or every checkpoint
+    unreadable) to a free sibling ``<name>.unresumable-<n>``, so that the grid starts it anew and
+    nothing is deleted; returns the new path, or None when there is no such run. A run that a
+    training process still holds is refused in one line (its lock)."""
+    if not holds_run(run_dir) or find_resume_point(run_dir / CHECKPOINT_DIR)[0] is not None:
+        return None
+    with RunDirLock(run_dir):
+        aside = next(path for n in range(1, 10_000)
+                     if not (path := run_dir.with_name(f"{run_dir.name}.unresumable-{n}")).exists())
+        run_dir.rename(aside)
+    (aside / LOCK_FILE).unlink(missing_ok=True)  # the lock moved with the folder; released, it means nothing
+    return aside
+
+
 def archive(run_dir: Path, archive_dir: Path) -> None:
     """Copy the finished run's small files (ARCHIVED_FILES) into the committed results tree."""
     for name in ARCHIVED_FILES:
@@ -184,6 +205,10 @@ def run_grid(variants: list[Variant], seeds: list[int], out: Path, archive_root:
 
     def one(item: tuple[list[str], Path, Path]) -> dict:
         command, run_dir, archive_dir = item
+        aside = set_aside_unresumable(run_dir)
+        if aside is not None:
+            print(f"{run_dir}: nothing to resume from (no readable checkpoint); moved to {aside}, starting anew",
+                  flush=True)
         print(f"start {run_dir}", flush=True)
         info = execute(command, run_dir, threads=threads)
         if final_metrics(run_dir, max_iter) is not None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from dynatss.config import load_config
+from dynatss.engine.run_lock import RunDirLock
 from dynatss.errors import DynatssError
 from experiments import results_doc
 from experiments.ablation import (
@@ -17,6 +18,7 @@ from experiments.ablation import (
     dataset_overrides,
     run_command,
     run_grid,
+    set_aside_unresumable,
     variant_overrides,
 )
 from experiments.paired import paired_difference
@@ -178,6 +180,36 @@ def test_grid_archives_finished_runs_and_skips_them_next_time(tmp_path, monkeypa
             assert sorted(p.name for p in archived.iterdir()) == ["metrics.jsonl", "run.json"]
     assert run_grid(variants, [0, 1], tmp_path / "other_scratch", tmp_path / "archive", **kwargs) == []
     assert len(calls) == 4
+
+
+def test_grid_sets_aside_a_run_killed_before_its_first_checkpoint(tmp_path, monkeypatch):
+    """--resume refuses a run with no checkpoint; the grid moves it aside (nothing deleted) and starts anew,
+    and leaves a run with a checkpoint where it is."""
+    from dynatss.engine.checkpoint import save_checkpoint
+    from experiments import ablation
+
+    scratch = tmp_path / "scratch"
+    _fake_run(scratch / "atss" / "seed0", ap=None, max_iter=20)  # train lines, no checkpoint
+    _fake_run(scratch / "atss" / "seed1", ap=None, max_iter=20)
+    save_checkpoint({"model": {}, "iter": 10}, scratch / "atss" / "seed1" / "checkpoints" / "last.pth")
+    started_in = {}
+
+    def fake_execute(command, run_dir, *, threads):
+        started_in[run_dir.name] = sorted(p.name for p in run_dir.iterdir()) if run_dir.exists() else []
+        return {"returncode": 0, "wall_s": 1.0}
+
+    monkeypatch.setattr(ablation, "execute", fake_execute)
+    kwargs = dict(base_config=BASE_CONFIG, dataset=[], extra=[], jobs=1, threads=1, max_iter=20)
+    run_grid(find_variants(["atss"]), [0, 1], scratch, tmp_path / "archive", **kwargs)
+    assert started_in == {"seed0": [], "seed1": ["checkpoints", "config.yaml", "metrics.jsonl", "run.json"]}
+    aside = scratch / "atss" / "seed0.unresumable-1"
+    assert sorted(p.name for p in aside.iterdir()) == ["config.yaml", "metrics.jsonl", "run.json"]
+    assert set_aside_unresumable(scratch / "atss" / "seed1") is None  # a checkpoint to resume from
+    assert set_aside_unresumable(tmp_path / "absent") is None
+    _fake_run(tmp_path / "training", ap=None, max_iter=20)
+    with RunDirLock(tmp_path / "training"), pytest.raises(DynatssError, match="in use by another training process"):
+        set_aside_unresumable(tmp_path / "training")  # a process is still training there
+    assert (tmp_path / "training" / "metrics.jsonl").is_file()
 
 
 def test_readme_table_has_a_row_per_dataset_and_finished_variant(tmp_path):
