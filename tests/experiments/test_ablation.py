@@ -286,6 +286,16 @@ def test_table_v_heads_with_uniform_weights_pair_with_the_same_head():
         (gfl_ciou_uniform.label, "`gflv2_uniform`", "+3.0"), (gfl_ciou_uniform.label, "`gflv2_ciou`", "+4.0")]
 
 
+def test_table_v_heads_with_the_recipes_cap_pair_with_atss_assignment_and_without_the_cap():
+    names = ["gflv2_uniform", "gflv2_ciou_uniform", "gflv2_ciou_uniform_cap50"]
+    aps = {"gflv2_uniform": (0.42, 0.45), "gflv2_ciou_uniform": (0.41, 0.44), "gflv2_ciou_uniform_cap50": (0.44, 0.46)}
+    rows = [Row(variant, [0, 1], metrics={seed: _metrics(aps[variant.name][seed]) for seed in (0, 1)})
+            for variant in find_variants(names)]
+    lines = [line.split("|") for line in render_paired(rows).splitlines()]
+    capped = [(line[2].strip(), line[4].strip()[:4]) for line in lines[2:] if "50 %" in line[1]]
+    assert capped == [("`gflv2_uniform`", "+1.5"), ("`gflv2_ciou_uniform`", "+2.5")]
+
+
 def test_the_recipe_row_is_the_recipe():
     """The results' "the recipe" row (results_checks.FULL) changes nothing in the recipe's config, and
     the previous recipe's row differs from it only in the cap on positives."""

@@ -85,6 +85,16 @@ def test_table_v_pairs_are_checked_under_each_box_weighting():
     assert "VFNet+CIoU, uniform box weights >= VFNet, uniform box weights" == pairs[1].bar
 
 
+def test_table_v_pairs_with_the_recipes_cap_compare_with_the_head_under_atss_assignment():
+    rows = [_row("gflv2_uniform", [55.0, 56.0]), _row("gflv2_ciou_uniform_cap50", [54.0, 56.4]),
+            _row("vfnet_uniform", [57.0, 57.0]), _row("vfnet_ciou_uniform_cap50", [57.5, 57.0])]
+    pairs = {check.bar: check for check in dataset_checks(rows) if ">=" in check.bar}
+    gfl = pairs[f"{VARIANTS_BY_NAME['gflv2_ciou_uniform_cap50'].label} >= {VARIANTS_BY_NAME['gflv2_uniform'].label}"]
+    vfnet = pairs[f"{VARIANTS_BY_NAME['vfnet_ciou_uniform_cap50'].label} >= {VARIANTS_BY_NAME['vfnet_uniform'].label}"]
+    assert (gfl.measured, gfl.met) == ("55.2 vs 55.5 (-0.3)", False)
+    assert (vfnet.measured, vfnet.met) == ("57.2 vs 57.0 (+0.2)", True)
+
+
 def test_no_class_behind_compares_class_means_over_seeds():
     classes = [{"Platelets": 0.44, "RBC": 0.57}, {"Platelets": 0.46, "RBC": 0.57}]  # ATSS: 45.0, 57.0
     rows = {"atss": _row("atss", [55.0, 56.0], classes)}
