@@ -174,7 +174,10 @@ def set_aside_unresumable(run_dir: Path) -> Path | None:
     with RunDirLock(run_dir):
         aside = next(path for n in range(1, 10_000)
                      if not (path := run_dir.with_name(f"{run_dir.name}.unresumable-{n}")).exists())
-        run_dir.rename(aside)
+        try:
+            run_dir.rename(aside)
+        except OSError as error:
+            raise DynatssError(f"{run_dir}: cannot move the unresumable run aside ({error.strerror})") from None
     (aside / LOCK_FILE).unlink(missing_ok=True)  # the lock moved with the folder; released, it means nothing
     return aside
 

@@ -4,9 +4,10 @@ Convergence (each of our variants): the sample std of AP over seeds is at most 2
 more than 3 AP below the variant's mean. Method: the full Dynamic ATSS recipe's mean AP (uniform box
 weights, the recipe's loss) is at least ATSS's, the official one and the one with the recipe's box
 loss, and at least 3 AP above torchvision FCOS's, and no class's mean AP is more than 2 AP below the
-same class under either ATSS. Table V pairs: each head with combined IoUs at least
-matches itself without, under the official box weights, under uniform ones, and under uniform ones
-with the recipe's cap on positives from half way, and VFNet is within 3 AP of ATSS. A check whose rows are missing is left out.
+same class under either ATSS. Table V pairs: each head with combined IoUs at least matches itself
+without, under the official box weights, under uniform ones, and under uniform ones with the recipe's
+cap on positives from half way; and VFNet is within 3 AP of ATSS. A check whose rows are missing is
+left out.
 
 The bars compare means, as the issue asks. Each comparison also says how its paired difference by
 seed (experiments.paired) stands to the bar: above or below it beyond the seed noise (the 95 %
