@@ -307,3 +307,16 @@ def test_the_recipe_row_is_the_recipe():
     previous = load_config(BASE_CONFIG, variant_overrides(find_variants(["ciou_qfl_iou_uniform"])[0]))
     assert previous.assign.max_positives == "threshold" and previous.model == recipe.model
     assert previous.loss == recipe.loss
+
+
+def test_the_head_commands_in_heads_md_train_the_measured_rows():
+    """docs/heads.md's recipe commands for GFLV2 and VFNet give the configs of the rows it quotes."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "heads.md").read_text()
+    commands = [line.split() for line in doc.splitlines()
+                if line.strip().startswith("dynatss train configs/recipes/small_data_cpu.yaml model.head=")]
+    settings = {next(word for word in words if word.startswith("model.head=")): [
+        word for word in words[3:] if not word.startswith("data.")] for words in commands}
+    assert sorted(settings) == ["model.head=gfl", "model.head=vfnet"]
+    for head, row in (("model.head=gfl", "gflv2_ciou_uniform_cap50"), ("model.head=vfnet", "vfnet_ciou_uniform_cap50")):
+        assert load_config(BASE_CONFIG, settings[head]) == load_config(
+            BASE_CONFIG, variant_overrides(find_variants([row])[0])), head
