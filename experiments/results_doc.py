@@ -37,7 +37,8 @@ PAIRED_BASELINE = "atss"
 TABLE_V_BASELINES = {"gflv2_ciou": "gflv2", "gflv2_ciou_lvl": "gflv2", "vfnet_ciou": "vfnet",
                      "vfnet_ciou_lvl": "vfnet", "gflv2_uniform": "gflv2", "gflv2_ciou_uniform": "gflv2_uniform",
                      "vfnet_uniform": "vfnet", "vfnet_ciou_uniform": "vfnet_uniform",
-                     "gflv2_ciou_uniform_cap50": "gflv2_uniform", "vfnet_ciou_uniform_cap50": "vfnet_uniform"}
+                     "gflv2_ciou_uniform_cap50": "gflv2_uniform", "vfnet_ciou_uniform_cap50": "vfnet_uniform",
+                     "vfnet_ciou_uniform_cap50_lvl": "vfnet_uniform"}
 # One-change variants, also compared with the row they change: the paper's full method, ATSS under
 # the same box weights, a Table V head with combined IoUs under the official weights.
 EXTRA_BASELINES = {"ciou_qfl_iou_lvl": ("ciou_qfl_iou",), "ciou_qfl_iou_cap": ("ciou_qfl_iou",),
@@ -48,7 +49,8 @@ EXTRA_BASELINES = {"ciou_qfl_iou_lvl": ("ciou_qfl_iou",), "ciou_qfl_iou_cap": ("
                    "ciou_qfl_iou_uniform_ema": ("ciou_qfl_iou_uniform", "atss_ema"),
                    "gflv2_ciou_uniform": ("gflv2_ciou",), "vfnet_ciou_uniform": ("vfnet_ciou",),
                    "gflv2_ciou_uniform_cap50": ("gflv2_ciou_uniform",),
-                   "vfnet_ciou_uniform_cap50": ("vfnet_ciou_uniform",)}
+                   "vfnet_ciou_uniform_cap50": ("vfnet_ciou_uniform",),
+                   "vfnet_ciou_uniform_cap50_lvl": ("vfnet_ciou_uniform_cap50",)}
 PAIRED_COLUMNS = ("AP", "AP50", "AP75")
 
 

@@ -59,6 +59,9 @@ VARIANTS = (
             diagnostic=True),
     Variant("vfnet_ciou_uniform_cap50", "VFNet+CIoU (ATSS's count per GT from 50 %), uniform box weights",
             diagnostic=True),
+    Variant("vfnet_ciou_uniform_cap50_lvl",
+            "VFNet+CIoU (levels from anchors, ATSS's count per GT from 50 %), uniform box weights",
+            diagnostic=True),
     Variant("tv_fcos", "torchvision FCOS", peer="fcos"),
     Variant("tv_retinanet", "torchvision RetinaNet", peer="retinanet"),
 )
