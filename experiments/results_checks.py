@@ -146,6 +146,7 @@ def dataset_checks(rows: list[_Row]) -> list[Check]:
         at_least(by_name, "vfnet_ciou_uniform", "vfnet_uniform"),
         at_least(by_name, "gflv2_ciou_uniform_cap50", "gflv2_uniform"),
         at_least(by_name, "vfnet_ciou_uniform_cap50", "vfnet_uniform"),
+        at_least(by_name, "gflv2_ciou_uniform_cap50_lvl", "gflv2_uniform"),
         at_least(by_name, "vfnet_ciou_uniform_cap50_lvl", "vfnet_uniform"),
         at_least(by_name, "vfnet", "atss", -VFNET_MARGIN),
     ]

@@ -38,7 +38,7 @@ TABLE_V_BASELINES = {"gflv2_ciou": "gflv2", "gflv2_ciou_lvl": "gflv2", "vfnet_ci
                      "vfnet_ciou_lvl": "vfnet", "gflv2_uniform": "gflv2", "gflv2_ciou_uniform": "gflv2_uniform",
                      "vfnet_uniform": "vfnet", "vfnet_ciou_uniform": "vfnet_uniform",
                      "gflv2_ciou_uniform_cap50": "gflv2_uniform", "vfnet_ciou_uniform_cap50": "vfnet_uniform",
-                     "vfnet_ciou_uniform_cap50_lvl": "vfnet_uniform"}
+                     "gflv2_ciou_uniform_cap50_lvl": "gflv2_uniform", "vfnet_ciou_uniform_cap50_lvl": "vfnet_uniform"}
 # One-change variants, also compared with the row they change: the paper's full method, ATSS under
 # the same box weights, a Table V head with combined IoUs under the official weights.
 EXTRA_BASELINES = {"ciou_qfl_iou_lvl": ("ciou_qfl_iou",), "ciou_qfl_iou_cap": ("ciou_qfl_iou",),
@@ -50,6 +50,7 @@ EXTRA_BASELINES = {"ciou_qfl_iou_lvl": ("ciou_qfl_iou",), "ciou_qfl_iou_cap": ("
                    "gflv2_ciou_uniform": ("gflv2_ciou",), "vfnet_ciou_uniform": ("vfnet_ciou",),
                    "gflv2_ciou_uniform_cap50": ("gflv2_ciou_uniform",),
                    "vfnet_ciou_uniform_cap50": ("vfnet_ciou_uniform",),
+                   "gflv2_ciou_uniform_cap50_lvl": ("gflv2_ciou_uniform_cap50",),
                    "vfnet_ciou_uniform_cap50_lvl": ("vfnet_ciou_uniform_cap50",)}
 PAIRED_COLUMNS = ("AP", "AP50", "AP75")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -294,6 +295,24 @@ def test_table_v_heads_with_the_recipes_cap_pair_with_atss_assignment_and_withou
     lines = [line.split("|") for line in render_paired(rows).splitlines()]
     capped = [(line[2].strip(), line[4].strip()[:4]) for line in lines[2:] if "50 %" in line[1]]
     assert capped == [("`gflv2_uniform`", "+1.5"), ("`gflv2_ciou_uniform`", "+2.5")]
+
+
+@pytest.mark.parametrize("head", ["gflv2", "vfnet"])
+def test_the_gated_table_v_rows_change_only_the_levels_and_pair_with_the_head_and_the_ungated_row(head):
+    """<head>_ciou_uniform_cap50_lvl is <head>_ciou_uniform_cap50 with assign.levels=anchor, compared
+    with the head under ATSS assignment (the bar) and with the same row without the gate."""
+    baseline, ungated_name, gated_name = f"{head}_uniform", f"{head}_ciou_uniform_cap50", f"{head}_ciou_uniform_cap50_lvl"
+    gated, ungated = find_variants([gated_name, ungated_name])
+    gated_cfg = load_config(BASE_CONFIG, variant_overrides(gated))
+    ungated_cfg = load_config(BASE_CONFIG, variant_overrides(ungated))
+    assert (gated_cfg.assign.levels, ungated_cfg.assign.levels) == ("anchor", "all")
+    assert replace(gated_cfg, assign=replace(gated_cfg.assign, levels="all")) == ungated_cfg
+    aps = {baseline: (0.42, 0.45), ungated_name: (0.41, 0.44), gated_name: (0.44, 0.46)}
+    rows = [Row(variant, [0, 1], metrics={seed: _metrics(aps[variant.name][seed]) for seed in (0, 1)})
+            for variant in find_variants(list(aps))]
+    lines = [line.split("|") for line in render_paired(rows).splitlines()]
+    compared = [(line[2].strip(), line[4].strip()[:4]) for line in lines[2:] if "levels from anchors" in line[1]]
+    assert compared == [(f"`{baseline}`", "+1.5"), (f"`{ungated_name}`", "+2.5")]
 
 
 def test_the_recipe_row_is_the_recipe():
