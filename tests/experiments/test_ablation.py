@@ -336,6 +336,6 @@ def test_the_head_commands_in_heads_md_train_the_measured_rows():
     settings = {next(word for word in words if word.startswith("model.head=")): [
         word for word in words[3:] if not word.startswith("data.")] for words in commands}
     assert sorted(settings) == ["model.head=gfl", "model.head=vfnet"]
-    for head, row in (("model.head=gfl", "gflv2_ciou_uniform_cap50"), ("model.head=vfnet", "vfnet_ciou_uniform_cap50")):
+    for head, row in (("model.head=gfl", "gflv2_ciou_uniform_cap50"), ("model.head=vfnet", "vfnet_ciou_uniform_cap50_lvl")):
         assert load_config(BASE_CONFIG, settings[head]) == load_config(
             BASE_CONFIG, variant_overrides(find_variants([row])[0])), head
