@@ -40,7 +40,8 @@ TABLE_V_BASELINES = {"gflv2_ciou": "gflv2", "gflv2_ciou_lvl": "gflv2", "vfnet_ci
                      "gflv2_ciou_uniform_cap50": "gflv2_uniform", "vfnet_ciou_uniform_cap50": "vfnet_uniform",
                      "gflv2_ciou_uniform_cap50_lvl": "gflv2_uniform", "vfnet_ciou_uniform_cap50_lvl": "vfnet_uniform"}
 # One-change variants, also compared with the row they change: the paper's full method, ATSS under
-# the same box weights, a Table V head with combined IoUs under the official weights.
+# the same box weights, a Table V head with combined IoUs under the official weights or without the
+# recipe's cap or level gate.
 EXTRA_BASELINES = {"ciou_qfl_iou_lvl": ("ciou_qfl_iou",), "ciou_qfl_iou_cap": ("ciou_qfl_iou",),
                    "ciou_qfl_iou_uniform": ("ciou_qfl_iou", "atss_uniform"),
                    "ciou_qfl_iou_uniform_cap": ("ciou_qfl_iou_uniform",),
