@@ -231,7 +231,11 @@ class SolverConfig:
     bias_lr_factor: float = 1.0
     clip_grad_norm: float | None = None
     amp: Literal["none", "bf16", "fp16"] = "none"
+    # Exponential moving average of the weights (off when unset); its decay ramps up as
+    # ema_decay x (1 - exp(-updates / ema_tau)), as ultralytics, YOLOX and mmdetection's
+    # ExpMomentumEMA (2000). 0: the constant decay from the first update.
     ema_decay: float | None = None
+    ema_tau: float = 2000.0
 
 
 @dataclass

@@ -135,6 +135,7 @@ VALUE_RANGES: dict[str, Range] = {
     "solver.warmup_factor": FRACTION,
     "solver.clip_grad_norm": POSITIVE,
     "solver.ema_decay": OPEN_FRACTION,
+    "solver.ema_tau": NON_NEGATIVE,
     "train.seed": Range(low=0, high=2**32 - 1),  # NumPy's seed range
     "train.log_period": AT_LEAST_ONE,
     "train.eval_period": NON_NEGATIVE,

@@ -48,6 +48,7 @@ EXTRA_BASELINES = {"ciou_qfl_iou_lvl": ("ciou_qfl_iou",), "ciou_qfl_iou_cap": ("
                    "ciou_qfl_iou_uniform_cap50": ("ciou_qfl_iou_uniform", "ciou_qfl_iou_uniform_cap"),
                    "ciou_qfl_iou_uniform_cap76": ("ciou_qfl_iou_uniform", "ciou_qfl_iou_uniform_cap"),
                    "ciou_qfl_iou_uniform_ema": ("ciou_qfl_iou_uniform", "atss_ema"),
+                   "ciou_qfl_iou_uniform_cap50_ema": ("ciou_qfl_iou_uniform_cap50",),
                    "gflv2_ciou_uniform": ("gflv2_ciou",), "vfnet_ciou_uniform": ("vfnet_ciou",),
                    "gflv2_ciou_uniform_cap50": ("gflv2_ciou_uniform",),
                    "vfnet_ciou_uniform_cap50": ("vfnet_ciou_uniform",),

@@ -42,6 +42,7 @@ VARIANTS = (
             diagnostic=True),
     Variant("ciou_qfl_iou_uniform_cap50",
             "CIoU (ATSS's count per GT from 50 %)+QFL+IoU branch, uniform box weights (Dynamic ATSS, the recipe)"),
+    Variant("ciou_qfl_iou_uniform_cap50_ema", "the recipe, weights averaged (EMA ramped to 0.98)", diagnostic=True),
     Variant("ciou_qfl_iou_uniform_cap76", "CIoU (ATSS's count per GT from 76 %)+QFL+IoU branch, uniform box weights",
             diagnostic=True),
     Variant("ciou_vfl_iou", "CIoU+VFL+IoU branch"),

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from dynatss.config import Config, config_to_dict
 from dynatss.data.records import DatasetMeta
@@ -20,11 +20,37 @@ from dynatss.engine.lr_schedule import build_lr_scheduler
 from dynatss.engine.optimizer import build_optimizer
 
 
-def build_ema(model: nn.Module, decay: float | None) -> AveragedModel | None:
-    """Exponential moving average of the weights (and buffers), or None when ``decay`` is unset."""
+def ema_decay_at(update: Tensor, decay: float, tau: float) -> Tensor:
+    """The decay of the ``update``-th EMA update (1, 2, ...): ``decay * (1 - exp(-update / tau))``.
+
+    The ramp of ultralytics, YOLOX and mmdetection's ExpMomentumEMA (there ``tau`` = 2000): early
+    updates nearly copy the weights, so the average forgets the initial ones. ``tau = 0``: the
+    constant ``decay`` from the second update on.
+    """
+    if tau == 0:
+        return torch.full_like(update, decay, dtype=torch.float32)
+    return decay * (1 - torch.exp(-update.to(torch.float32) / tau))
+
+
+def build_ema(model: nn.Module, decay: float | None, tau: float = 0.0) -> AveragedModel | None:
+    """Exponential moving average of the weights (and buffers), or None when ``decay`` is unset.
+
+    The first update copies the weights (``AveragedModel``); the ``k``-th after it moves the average
+    towards the weights by ``1 - ema_decay_at(k + 1, decay, tau)``.
+    """
     if decay is None:
         return None
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+    @torch.no_grad()
+    def update(ema_tensors: list[Tensor], model_tensors: list[Tensor], num_averaged: Tensor) -> None:
+        step = 1 - ema_decay_at(num_averaged + 1, decay, tau)
+        if torch.is_floating_point(ema_tensors[0]):
+            torch._foreach_lerp_(ema_tensors, model_tensors, step.to(ema_tensors[0].device))
+        else:  # integer buffers (BatchNorm's num_batches_tracked): rounded as they must stay integers
+            for ema_tensor, model_tensor in zip(ema_tensors, model_tensors, strict=True):
+                ema_tensor.copy_(torch.round(ema_tensor + (model_tensor - ema_tensor) * step))
+
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
 
 
 @dataclass
@@ -49,7 +75,7 @@ class TrainState:
             optimizer=optimizer,
             scheduler=build_lr_scheduler(optimizer, cfg.solver),
             scaler=torch.amp.GradScaler(device.type, enabled=use_scaler),
-            ema=build_ema(model, cfg.solver.ema_decay),
+            ema=build_ema(model, cfg.solver.ema_decay, cfg.solver.ema_tau),
         )
 
     @property

@@ -81,7 +81,10 @@ def test_variant_overrides_follow_the_ablation_files():
     assert "assign.mode=piou" in variant_overrides(piou)
     (ema,) = find_variants(["ciou_qfl_iou_uniform_ema"])  # a solver setting is part of the variant
     assert set(variant_overrides(ema)) == {*variant_overrides(find_variants(["ciou_qfl_iou_uniform"])[0]),
-                                           "solver.ema_decay=0.99"}
+                                           "solver.ema_decay=0.99", "solver.ema_tau=0.0"}
+    (ramped,) = find_variants(["ciou_qfl_iou_uniform_cap50_ema"])  # the recipe, averaged with the ramp
+    assert set(variant_overrides(ramped)) == {*variant_overrides(find_variants(["ciou_qfl_iou_uniform_cap50"])[0]),
+                                              "solver.ema_decay=0.98", "solver.ema_tau=25.0"}
     with pytest.raises(DynatssError, match="unknown"):
         find_variants(["atss", "nope"])
 
