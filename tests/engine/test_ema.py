@@ -18,7 +18,7 @@ def test_the_decay_ramps_up_as_ultralytics():
     assert torch.allclose(ema_decay_at(updates, 0.99, 0.0), torch.full((3,), 0.99))  # tau 0: constant
 
 
-def _average_of(weights: list[float], decay: float, tau: float) -> float:
+def _average_of(weights: list[float], decay: float, tau: float, make_ema=build_ema) -> float:
     """The EMA of a one-weight model that takes the values ``weights`` in turn."""
     model = nn.Linear(1, 1, bias=False)
     ema = None
@@ -26,7 +26,7 @@ def _average_of(weights: list[float], decay: float, tau: float) -> float:
         with torch.no_grad():
             model.weight.fill_(value)
         if ema is None:
-            ema = build_ema(model, decay, tau)
+            ema = make_ema(model, decay, tau)
         ema.update_parameters(model)
     return ema.module.weight.item()
 
@@ -42,16 +42,13 @@ def test_each_update_moves_the_average_by_one_minus_that_updates_decay():
 
 
 def test_tau_zero_is_torchs_constant_decay_ema():
+    def torch_ema(model: nn.Module, decay: float, _tau: float) -> AveragedModel:
+        return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
     weights = [3.0, -1.0, 0.5, 2.0, 7.0]
-    model = nn.Linear(1, 1, bias=False)
-    reference = None
-    for value in weights:
-        with torch.no_grad():
-            model.weight.fill_(value)
-        if reference is None:
-            reference = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
-        reference.update_parameters(model)
-    assert _average_of(weights, 0.9, 0.0) == pytest.approx(reference.module.weight.item(), abs=1e-6)
+    reference = _average_of(weights, 0.9, 0.0, make_ema=torch_ema)
+    assert _average_of(weights, 0.9, 0.0) == pytest.approx(reference, abs=1e-6)
+    assert reference != pytest.approx(_average_of(weights, 0.9, 2.0), abs=1e-3)  # the ramp does differ
 
 
 def test_the_ramp_forgets_the_first_weights_that_a_constant_decay_keeps():
