@@ -32,7 +32,7 @@ def ema_decay_at(update: Tensor, decay: float, tau: float) -> Tensor:
     return decay * (1 - torch.exp(-update.to(torch.float32) / tau))
 
 
-def build_ema(model: nn.Module, decay: float | None, tau: float = 0.0) -> AveragedModel | None:
+def build_ema(model: nn.Module, decay: float | None, tau: float) -> AveragedModel | None:
     """Exponential moving average of the weights (and buffers), or None when ``decay`` is unset.
 
     The first update copies the weights (``AveragedModel``); the ``k``-th after it moves the average
