@@ -61,3 +61,17 @@ def test_the_ramp_forgets_the_first_weights_that_a_constant_decay_keeps():
 
 def test_no_ema_without_a_decay():
     assert build_ema(nn.Linear(1, 1), None, 2000.0) is None
+
+
+def test_integer_buffers_stay_integers_rounded_to_the_nearest():
+    # BatchNorm's batch counter goes 1, 2, 3; decay 0.5 x (1 - exp(-k / 2)) at k = 2, 3 moves the
+    # average by 0.684 and 0.612: round(1 + 0.684) = 2, round(2 + 0.612) = 3 (truncation: 1, then 2).
+    model = nn.BatchNorm1d(1)
+    ema = None
+    for _ in range(3):
+        model(torch.randn(4, 1))
+        if ema is None:
+            ema = build_ema(model, 0.5, 2.0)
+        ema.update_parameters(model)
+    assert ema.module.num_batches_tracked.dtype == torch.int64
+    assert ema.module.num_batches_tracked.item() == 3
