@@ -11,7 +11,8 @@ so the rule looks at every class that holds a meaningful share of the boxes:
   2. per class holding at least ``MIN_CLASS_SHARE`` of the boxes (or half the uniform share,
      whichever is smaller), the median of that IoU;
   3. the official scale 8 unless its worst such class median is below ``MIN_CLASS_IOU`` and the
-     alternative 4 serves that worst class better.
+     alternative 4 serves that worst class better. When even 4 leaves it below, the line says that
+     a larger training scale would serve it: anchors alone cannot (boxes under about 17 px at P3).
 
 Only the two measured scales are offered: 8 (the official) and 4 (measured on BCCD, aquarium and
 aerial_cars). The choice and its reason are returned as one line for the run log.
@@ -92,5 +93,9 @@ def choose_anchor_scale(box_wh: np.ndarray, labels: np.ndarray, class_names: lis
                  f"at the training scale) has a median best anchor IoU of {worst.median_iou:.2f} with "
                  f"{OFFICIAL_SCALE:g} x stride and {small_fit.median_iou:.2f} with {SMALL_SCALE:g} x")
     if worst.median_iou < MIN_CLASS_IOU and small_fit.median_iou > worst.median_iou:
-        return AnchorChoice(SMALL_SCALE, fits, f"{SMALL_SCALE:g} x stride: {described} (< {MIN_CLASS_IOU:g})")
+        reason = f"{SMALL_SCALE:g} x stride: {described} (< {MIN_CLASS_IOU:g})"
+        if small_fit.median_iou < MIN_CLASS_IOU:  # no offered anchor fits it: its boxes are too small
+            reason += (f"; still < {MIN_CLASS_IOU:g} with {SMALL_SCALE:g} x: a larger training scale "
+                       "(data.min_sizes, or data.crop_size for large photos) would serve it")
+        return AnchorChoice(SMALL_SCALE, fits, reason)
     return AnchorChoice(OFFICIAL_SCALE, fits, f"{OFFICIAL_SCALE:g} x stride: the worst-served class {described}")

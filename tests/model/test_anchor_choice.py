@@ -40,6 +40,18 @@ def test_a_minority_of_small_objects_gets_small_anchors():
     assert "platelet" in choice.reason and "0.17" in choice.reason
 
 
+def test_objects_too_small_for_any_anchor_point_to_the_training_scale():
+    """Crowds of 12 px objects: 4 x stride still fits them at 144 / 1024 = 0.14 (P3's 32 px anchor)."""
+    wh, labels = _boxes([(12.0, 90), (60.0, 10)])
+    choice = choose_anchor_scale(wh, labels, ["bird", "boat"], STRIDES)
+    assert choice.scale == SMALL_SCALE
+    assert choice.fits[SMALL_SCALE][0].median_iou == pytest.approx(12**2 / 32**2)
+    assert "larger training scale" in choice.reason and "data.min_sizes" in choice.reason
+    # BCCD's platelets (26 px, 0.66 with 4 x) are served by the small anchors: no such advice.
+    wh, labels = _boxes([(26.0, 7), (69.0, 85), (126.0, 8)])
+    assert "larger training scale" not in choose_anchor_scale(wh, labels, ["p", "r", "w"], STRIDES).reason
+
+
 def test_large_objects_keep_the_official_scale():
     """One class of large objects (a cell filling most of a 320 px image): 8 x stride fits them."""
     wh, labels = _boxes([(250.0, 50)])
