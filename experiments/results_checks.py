@@ -86,7 +86,10 @@ def at_least(rows: dict[str, _Row], better: str, worse: str, margin: float = 0.0
         bar += f" + {margin:g}"
     elif margin < 0:
         bar += f" - {-margin:g}"
-    return Check(bar, f"{mean_better:.1f} vs {mean_worse:.1f} ({mean_better - mean_worse:+.1f})",
+    seeds_better, seeds_worse = len(rows[better].metrics), len(rows[worse].metrics)
+    # Means over different seed counts are named so (the paired column uses the shared seeds only).
+    counts = ("", "") if seeds_better == seeds_worse else (f" ({seeds_better} seeds)", f" ({seeds_worse} seeds)")
+    return Check(bar, f"{mean_better:.1f}{counts[0]} vs {mean_worse:.1f}{counts[1]} ({mean_better - mean_worse:+.1f})",
                  mean_better + TOLERANCE >= mean_worse + margin, paired_reading(rows[better], rows[worse], margin))
 
 

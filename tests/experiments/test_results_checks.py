@@ -42,6 +42,8 @@ def test_full_method_bars_use_means_and_the_fcos_margin():
     rows["tv_fcos"] = _row("tv_fcos", [51.6, 51.6])
     assert not at_least(rows, "ciou_qfl_iou", "tv_fcos", 3.0).met
     assert at_least(rows, "ciou_qfl_iou", "gflv2") is None  # not run: no check
+    rows["atss"] = _row("atss", [54.0, 56.0, 57.0])  # means over 2 and 3 seeds: the counts are named
+    assert at_least(rows, "ciou_qfl_iou", "atss").measured == "54.5 (2 seeds) vs 55.7 (3 seeds) (-1.2)"
 
 
 def test_paired_reading_places_the_bar_against_the_interval():
