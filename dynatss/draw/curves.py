@@ -127,7 +127,9 @@ def build_figure(
         if drawn and not legend_drawn:
             axis.legend(loc="best", fontsize="small")
             legend_drawn = True
-    figure.suptitle(f"{title}: {_smoothing_note(windows)}", fontsize="medium")
+    # One panel is too narrow for the title and the note on one line (the ends were cut off).
+    separator = ":\n" if columns == 1 else ": "
+    figure.suptitle(f"{title}{separator}{_smoothing_note(windows)}", fontsize="medium")
     return figure
 
 

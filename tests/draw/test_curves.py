@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from dynatss.draw.curves import Curve, Panel, auto_window, build_figure, moving_average
 
@@ -72,3 +73,13 @@ def test_a_window_of_one_draws_one_line_and_says_so():
     figure = build_figure(_curves(30), PANELS, title="Losses", smooth=1)
     assert all(len(axis.get_lines()) == 1 for axis in figure.axes)
     assert "raw values" in figure.get_suptitle() and "faint" not in figure.get_suptitle()
+
+
+@pytest.mark.parametrize("panels", [PANELS[:1], PANELS])
+def test_the_title_fits_inside_the_figure(panels):
+    """The regression-loss figure of `compare` (one panel) had the ends of its title cut off."""
+    figure = build_figure(_curves(30), panels, title="Regression loss")
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    title = figure._suptitle.get_window_extent(renderer)
+    assert 0 <= title.x0 and title.x1 <= figure.bbox.x1, (title, figure.bbox)
