@@ -312,7 +312,8 @@ def render_dataset(result: DatasetResults, doc: Path) -> list[str]:
 
 def render_document(results: list[DatasetResults], doc: Path) -> str:
     """The whole document: a section per dataset, the hand-written analysis, commands, machine, time."""
-    lines = ["# Results: Dynamic ATSS, ATSS and torchvision FCOS on three small real datasets", ""]
+    names = ", ".join(result.name for result in results)
+    lines = [f"# Results: Dynamic ATSS, ATSS and torchvision FCOS on small real datasets ({names})", ""]
     intro = doc.with_name(f"{doc.stem}_recipe.md")
     if intro.exists():
         lines += [intro.read_text().rstrip(), ""]

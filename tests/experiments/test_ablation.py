@@ -171,6 +171,7 @@ def test_document_has_a_section_per_dataset_with_tables_figures_commands_and_mac
     doc = write_results(results, tmp_path / "docs" / "results.md")
     text = doc.read_text()
     assert text.index("## bccd") < text.index("## aquarium")
+    assert text.splitlines()[0].endswith("on small real datasets (bccd, aquarium)")  # the datasets it holds
     for figure in ("loss_box.png", "mean_piou.png"):
         assert (tmp_path / "docs" / "results" / "bccd" / figure).stat().st_size > 1000
         assert f"(results/bccd/{figure})" in text
