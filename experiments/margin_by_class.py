@@ -54,6 +54,8 @@ class ClassBoxes:
 
 @dataclass(frozen=True)
 class ClassMargin:
+    """One class and its paired AP difference (None below two seeds that both rows have)."""
+
     boxes: ClassBoxes
     difference: tuple[float, float, int, int] | None  # paired_difference: mean, half-width, seeds, ahead
 
