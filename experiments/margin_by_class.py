@@ -37,7 +37,8 @@ from dynatss.errors import DynatssError
 from dynatss.model.anchor_choice import centred_anchor_iou
 from experiments.ablation import BASE_CONFIG, RESULTS_DIR, ROOT, dataset_overrides
 from experiments.paired import paired_difference
-from experiments.results_doc import GRID_FILE, final_eval, read_json
+from experiments.results_doc import GRID_FILE, Row, collect, committed_seeds, read_json
+from experiments.variants import find_variants
 
 
 @dataclass(frozen=True)
@@ -83,15 +84,10 @@ def class_boxes(box_wh: np.ndarray, labels: np.ndarray, eval_labels: np.ndarray,
     return result
 
 
-def final_per_class(variant_dir: Path, max_iter: int) -> PerClassRuns:
-    """Per-class AP at ``max_iter`` of every finished seed under ``variant_dir`` (COCO's -1 dropped)."""
-    metrics = {}
-    for seed_dir in sorted(variant_dir.glob("seed*")):
-        line = final_eval(seed_dir, max_iter)
-        if line is not None:
-            metrics[int(seed_dir.name.removeprefix("seed"))] = {
-                name: value for name, value in line.get("per_class", {}).items() if value >= 0}
-    return PerClassRuns(metrics)
+def per_class_runs(row: Row) -> PerClassRuns:
+    """A results row's final per-class AP by seed, COCO's -1 (no such class in that evaluation) dropped."""
+    return PerClassRuns({seed: {name: value for name, value in per_class.items() if value >= 0}
+                         for seed, per_class in row.per_class.items()})
 
 
 def paired_by_class(row: PerClassRuns, baseline: PerClassRuns, name: str) -> tuple[float, float, int, int] | None:
@@ -142,8 +138,10 @@ def dataset_margins(dataset: str, results: Path, row: str, baseline: str) -> lis
     grid = read_json(results / dataset / GRID_FILE)
     if grid is None:
         raise DynatssError(f"{results / dataset / GRID_FILE}: no grid here (run experiments/ablation.py first)")
-    row_runs = final_per_class(results / dataset / row, grid["max_iter"])
-    baseline_runs = final_per_class(results / dataset / baseline, grid["max_iter"])
+    variants = find_variants([row, baseline])
+    seeds = committed_seeds(results / dataset, variants, grid)
+    rows, _ = collect(variants, seeds, results / dataset, grid["max_iter"])
+    row_runs, baseline_runs = (per_class_runs(r) for r in rows)
     return [ClassMargin(boxes, paired_by_class(row_runs, baseline_runs, boxes.name)) for boxes in dataset_classes(dataset)]
 
 

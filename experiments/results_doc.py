@@ -250,13 +250,18 @@ class DatasetResults:
     root: Path
 
 
+def committed_seeds(root: Path, variants: list[Variant], grid: dict) -> list[int]:
+    """Every seed with a directory under one of ``variants`` in ``root``, and those grid.json names."""
+    found = {int(p.name[4:]) for v in variants for p in (root / v.name).glob("seed*") if p.name[4:].isdigit()}
+    return sorted(found | set(grid.get("seeds", [])))
+
+
 def dataset_results(root: Path, figure_dir: Path) -> DatasetResults:
     """The rows of every variant and seed committed under ``root`` = docs/results/runs/<dataset>."""
     grid = read_json(root / GRID_FILE) or {}
     present = {p.name for p in root.iterdir() if p.is_dir()}
     variants = [v for v in VARIANTS if v.name in present]
-    seeds = sorted({int(p.name[4:]) for v in variants for p in (root / v.name).glob("seed*") if p.name[4:].isdigit()})
-    seeds = sorted(set(seeds) | set(grid.get("seeds", [])))
+    seeds = committed_seeds(root, variants, grid)
     max_iter = int(grid.get("max_iter", 0))
     rows, infos = collect(variants, seeds, root, max_iter)
     rows = [row for row in rows if row.metrics or row.failed or any(s in row.wall_s for s in row.seeds)]

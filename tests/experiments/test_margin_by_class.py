@@ -12,12 +12,14 @@ from experiments.margin_by_class import (
     ClassBoxes,
     ClassMargin,
     class_boxes,
-    final_per_class,
     paired_by_class,
+    per_class_runs,
     ranks,
     render,
     spearman,
 )
+from experiments.results_doc import collect
+from experiments.variants import find_variants
 
 
 def test_class_boxes_counts_and_medians_by_hand():
@@ -44,12 +46,13 @@ def write_run(directory, iteration, per_class):
 
 
 def test_paired_by_class_uses_the_final_eval_and_the_seeds_both_have(tmp_path):
-    write_run(tmp_path / "row" / "seed0", 100, {"a": 0.30, "b": 0.50})
-    write_run(tmp_path / "row" / "seed1", 100, {"a": 0.34, "b": -1.0})  # COCO's -1: no b in this eval
-    write_run(tmp_path / "row" / "seed2", 100, {"a": 0.90, "b": 0.90})  # no baseline seed 2
-    write_run(tmp_path / "base" / "seed0", 100, {"a": 0.20, "b": 0.40})
-    write_run(tmp_path / "base" / "seed1", 100, {"a": 0.28, "b": 0.40})
-    row, base = final_per_class(tmp_path / "row", 100), final_per_class(tmp_path / "base", 100)
+    write_run(tmp_path / "ciou_qfl_iou" / "seed0", 100, {"a": 0.30, "b": 0.50})
+    write_run(tmp_path / "ciou_qfl_iou" / "seed1", 100, {"a": 0.34, "b": -1.0})  # COCO's -1: no b in this eval
+    write_run(tmp_path / "ciou_qfl_iou" / "seed2", 100, {"a": 0.90, "b": 0.90})  # no baseline seed 2
+    write_run(tmp_path / "atss" / "seed0", 100, {"a": 0.20, "b": 0.40})
+    write_run(tmp_path / "atss" / "seed1", 100, {"a": 0.28, "b": 0.40})
+    rows, _ = collect(find_variants(["ciou_qfl_iou", "atss"]), [0, 1, 2], tmp_path, 100)
+    row, base = (per_class_runs(r) for r in rows)
     assert row.metrics[1] == {"a": 0.34}
     mean, half, seeds, ahead = paired_by_class(row, base, "a")
     # Differences +10 and +6 points: mean 8, std 2 * sqrt(2), t(1) = 12.706 over sqrt(2).
